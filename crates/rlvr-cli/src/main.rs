@@ -1,0 +1,63 @@
+//! `rlvr`: the one binary. Subcommands map onto the crates (`model` → rlvr-model, ...); the
+//! work lives in the libraries, this file only parses arguments and prints.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod model_cmd;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "rlvr",
+    version,
+    about = "Reinforcement learning from verifiable rewards for language models"
+)]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info`, `rlvr_model=debug`); `RUST_LOG` also works.
+    #[arg(long, global = true, default_value = "info", env = "RLVR_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load, inspect and run Hugging Face model directories.
+    Model {
+        #[command(subcommand)]
+        command: model_cmd::ModelCommand,
+    },
+}
+
+/// `$RLVR_SHARED/fixtures/tiny-qwen2`, else `../shared/fixtures/tiny-qwen2`: the built-in
+/// default model (a tiny random Qwen2 kept outside the repository).
+pub fn default_model_dir() -> PathBuf {
+    let shared = std::env::var_os("RLVR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"));
+    shared.join("fixtures/tiny-qwen2")
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let result: Result<()> = match cli.command {
+        Command::Model { command } => model_cmd::run(command),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
