@@ -76,6 +76,133 @@ pub enum ModelCommand {
         #[arg(long, default_value_t = 32)]
         max_new_tokens: usize,
     },
+    /// Greedy decoding throughput and train-step time on random inputs (JSON on stdout).
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        opts: BenchOpts,
+    },
+}
+
+/// Deterministic pseudo-random numbers for benchmark inputs (splitmix64).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> u32 {
+        (self.next() % n as u64) as u32
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// Decoding throughput and train-step time on random inputs, as one JSON object (the shapes of
+/// `../shared/notes/baselines.md`; `bench/vs_pytorch.sh` runs PyTorch on the same shapes).
+fn bench(args: &ModelArgs, opts: &BenchOpts) -> Result<()> {
+    use candle_nn::Optimizer;
+    let m = args.load()?;
+    let vocab = m.model.config().vocab_size;
+    let mut rng = SplitMix(42);
+    let repeats = opts.repeats.max(1);
+    let mut sample = serde_json::Map::new();
+    for &b in &opts.batch {
+        let prompts: Vec<Vec<u32>> = (0..b)
+            .map(|_| (0..opts.prompt_len).map(|_| rng.below(vocab)).collect())
+            .collect();
+        m.model.greedy(&prompts, 8, &[])?; // warm-up
+        let mut times = Vec::new();
+        for _ in 0..repeats {
+            let start = std::time::Instant::now();
+            let out = m.model.greedy(&prompts, opts.new_tokens, &[])?;
+            let secs = start.elapsed().as_secs_f64();
+            let produced: usize = out.iter().map(Vec::len).sum();
+            times.push(produced as f64 / secs);
+        }
+        sample.insert(b.to_string(), json!(median(times)));
+    }
+
+    let (tb, tt) = (opts.train_batch, opts.train_seq);
+    let ids: Vec<Vec<u32>> = (0..tb)
+        .map(|_| (0..tt).map(|_| rng.below(vocab)).collect())
+        .collect();
+    let batch = Batch::right_padded(&ids, 0, m.model.device())?;
+    let weights: Vec<f32> = (0..tb * (tt - 1))
+        .map(|_| rng.below(2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    let weights = candle_core::Tensor::from_vec(weights, (tb, tt - 1), m.model.device())?;
+    let mut opt = candle_nn::AdamW::new(
+        m.model.vars(),
+        candle_nn::ParamsAdamW {
+            lr: 1e-6,
+            ..Default::default()
+        },
+    )?;
+    let (mut times, mut fwd, mut bwd) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..repeats + 1 {
+        let start = std::time::Instant::now();
+        let lp = m.model.token_logprobs(&batch, Mode::Train)?;
+        let loss = ((lp * &weights)?.mean_all()?.neg())?;
+        loss.to_scalar::<f32>()?;
+        let t_fwd = start.elapsed();
+        let grads = loss.backward()?;
+        let t_bwd = start.elapsed();
+        opt.step(&grads)?;
+        if r > 0 {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+            fwd.push(t_fwd.as_secs_f64() * 1e3);
+            bwd.push((t_bwd - t_fwd).as_secs_f64() * 1e3);
+        }
+    }
+    let result = json!({
+        "impl": "rlvr",
+        "model": m.dir.display().to_string(),
+        "parameters": m.model.num_parameters(),
+        "threads": candle_core::utils::get_num_threads(),
+        "prompt_len": opts.prompt_len,
+        "new_tokens": opts.new_tokens,
+        "sample_tok_s": sample,
+        "train_batch": tb,
+        "train_seq": tt,
+        "train_step_ms": median(times),
+        "train_forward_ms": median(fwd),
+        "train_backward_ms": median(bwd),
+        "repeats": repeats,
+    });
+    println!("{result}");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchOpts {
+    /// Prompt length (random ids) for decoding.
+    #[arg(long, default_value_t = 32)]
+    prompt_len: usize,
+    /// Tokens decoded per prompt.
+    #[arg(long, default_value_t = 256)]
+    new_tokens: usize,
+    /// Decoding batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    batch: Vec<usize>,
+    /// Train step: sequences.
+    #[arg(long, default_value_t = 8)]
+    train_batch: usize,
+    /// Train step: tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    train_seq: usize,
+    /// Timed repetitions (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
 }
 
 pub fn run(cmd: ModelCommand) -> Result<()> {
@@ -92,6 +219,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             chat,
             max_new_tokens,
         } => greedy(&model, &prompt, chat, max_new_tokens),
+        ModelCommand::Bench { model, opts } => bench(&model, &opts),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Greedy decoding with the KV cache (sampling with temperature/top-p lives in the rollout
 //! engine; it drives the same `forward` + `KvCache` loop).
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 
 use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
@@ -40,8 +40,7 @@ impl CausalLm {
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let mut cache = KvCache::new(self.config(), longest + max_new_tokens);
         let batch = Batch::left_padded(prompts, pad, self.device())?;
-        let logits = self.forward(&batch, Some(&mut cache), Mode::Infer)?;
-        let mut last = last_position(&logits)?;
+        let mut last = self.last_logits(&batch, &mut cache)?;
         let mut next_pos: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
         let mut done = vec![false; b];
         for step in 0..max_new_tokens {
@@ -60,8 +59,7 @@ impl CausalLm {
                 break;
             }
             let batch = Batch::step(&tokens, &next_pos, self.device())?;
-            let logits = self.forward(&batch, Some(&mut cache), Mode::Infer)?;
-            last = last_position(&logits)?;
+            last = self.last_logits(&batch, &mut cache)?;
             for p in &mut next_pos {
                 *p += 1;
             }
@@ -70,12 +68,12 @@ impl CausalLm {
     }
 }
 
-/// The logits of the last position of every row, `(B, T, V)` → `B × V` on the host.
-pub fn last_position(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let t = logits.dim(1)?;
-    Ok(logits
-        .narrow(1, t - 1, 1)?
-        .squeeze(1)?
-        .to_dtype(DType::F32)?
-        .to_vec2::<f32>()?)
+impl CausalLm {
+    /// Last-position logits of a decoding step on the host, `B × V` in f32.
+    fn last_logits(&self, batch: &Batch, cache: &mut KvCache) -> Result<Vec<Vec<f32>>> {
+        Ok(self
+            .forward_last(batch, Some(cache), Mode::Infer)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?)
+    }
 }

@@ -138,6 +138,9 @@ impl Batch {
     }
 }
 
+/// Up to this many rows, `Linear` multiplies as (W · xᵀ)ᵀ.
+const SMALL_M: usize = 128;
+
 #[derive(Clone)]
 struct Linear {
     weight: Tensor,
@@ -149,7 +152,14 @@ impl Linear {
         let dims = x.dims();
         let last = dims[dims.len() - 1];
         let lead: usize = dims[..dims.len() - 1].iter().product();
-        let mut y = x.reshape((lead, last))?.matmul(&self.weight.t()?)?;
+        let x2 = x.reshape((lead, last))?;
+        // For few rows (decoding) gemm is up to 2x faster on (W · xᵀ)ᵀ than on x · Wᵀ: the
+        // strided Wᵀ operand is repacked on every call (measured on 2-core AMD EPYC, f32).
+        let mut y = if lead <= SMALL_M {
+            self.weight.matmul(&x2.t()?)?.t()?.contiguous()?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
@@ -353,9 +363,9 @@ impl CausalLm {
         self.params.iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// Logits `(B, T, vocab)` for every position. With a cache, the batch's tokens follow the
-    /// cached ones and their keys/values are appended to it (inference only).
-    pub fn forward(
+    /// Final hidden states `(B, T, hidden)` (after the last norm). With a cache, the batch's
+    /// tokens follow the cached ones and their keys/values are appended to it (inference only).
+    pub fn hidden_states(
         &self,
         batch: &Batch,
         cache: Option<&mut KvCache>,
@@ -438,12 +448,47 @@ impl CausalLm {
         if let Some(c) = cache.as_mut() {
             c.push_mask(&batch.mask, b, t);
         }
-        let x = rms_norm(&x, &w.norm, cfg.rms_norm_eps, mode)?;
+        rms_norm(&x, &w.norm, cfg.rms_norm_eps, mode)
+    }
+
+    /// Logits from final hidden states `(B, T, hidden)` → `(B, T, vocab)`.
+    pub fn lm_head(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
+        let w = match mode {
+            Mode::Train => &self.train.lm_head,
+            Mode::Infer => &self.infer.lm_head,
+        };
         Linear {
-            weight: w.lm_head.clone(),
+            weight: w.clone(),
             bias: None,
         }
-        .forward(&x)
+        .forward(hidden)
+    }
+
+    /// Logits `(B, T, vocab)` for every position. With a cache, the batch's tokens follow the
+    /// cached ones and their keys/values are appended to it (inference only).
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let hidden = self.hidden_states(batch, cache, mode)?;
+        self.lm_head(&hidden, mode)
+    }
+
+    /// Logits of the last position of every row only, `(B, vocab)`: what decoding needs
+    /// (skips the vocabulary projection of the other positions).
+    pub fn forward_last(
+        &self,
+        batch: &Batch,
+        cache: Option<&mut KvCache>,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let hidden = self.hidden_states(batch, cache, mode)?;
+        let t = hidden.dim(1)?;
+        Ok(self
+            .lm_head(&hidden.narrow(1, t - 1, 1)?, mode)?
+            .squeeze(1)?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -484,17 +529,21 @@ impl CausalLm {
                 rope::apply_fused(&k, cos, sin)?,
             ),
         };
+        // Cached keys/values are narrow views of the cache buffers: matmul takes them as they
+        // are (no copy of the whole cache per step).
         let (k, v) = match cache {
-            Some(c) => {
-                let (k, v) = c.append(&k, &v)?;
-                (k.contiguous()?, v.contiguous()?)
-            }
+            Some(c) => c.append(&k, &v)?,
             None => (k, v),
         };
-        let k = repeat_kv(k, cfg.kv_groups())?;
-        let v = repeat_kv(v, cfg.kv_groups())?;
+        // Grouped-query attention without repeating k/v: the n_rep query heads that share a kv
+        // head are stacked along the sequence axis, (B, nq, T, D) → (B, nkv, n_rep·T, D).
+        let n_rep = cfg.kv_groups();
+        let s = k.dim(2)?;
         let scale = 1.0 / (d as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let qg = q.reshape((b, nkv, n_rep * t, d))?;
+        let scores = (qg.matmul(&k.t()?)? * scale)?
+            .to_dtype(DType::F32)?
+            .reshape((b, nq, t, s))?;
         let scores = match mask {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
@@ -503,7 +552,11 @@ impl CausalLm {
             Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
             Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
         };
-        let out = probs.to_dtype(q.dtype())?.matmul(&v)?;
+        let out = probs
+            .to_dtype(q.dtype())?
+            .reshape((b, nkv, n_rep * t, s))?
+            .matmul(&v)?
+            .reshape((b, nq, t, d))?;
         let out = out.transpose(1, 2)?.reshape((b, t, nq * d))?;
         layer.o.forward(&out)
     }
@@ -516,12 +569,11 @@ impl CausalLm {
                 "log-probs need sequences of at least 2 tokens".into(),
             ));
         }
-        let logits = self.forward(batch, None, mode)?;
+        // Project only the positions that have a target (saves a (B, T, V) slice and its backward).
         let t = batch.seq;
-        logprobs_of(
-            &logits.narrow(1, 0, t - 1)?,
-            &batch.ids.narrow(1, 1, t - 1)?,
-        )
+        let hidden = self.hidden_states(batch, None, mode)?.narrow(1, 0, t - 1)?;
+        let logits = self.lm_head(&hidden, mode)?;
+        logprobs_of(&logits, &batch.ids.narrow(1, 1, t - 1)?)
     }
 }
 
@@ -534,16 +586,6 @@ pub fn logprobs_of(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
     let picked = shifted.gather(&targets.unsqueeze(2)?.contiguous()?, 2)?;
     Ok((picked - lse)?.squeeze(2)?)
-}
-
-fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x);
-    }
-    let (b, nkv, s, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?
-        .broadcast_as((b, nkv, n_rep, s, d))?
-        .reshape((b, nkv * n_rep, s, d))?)
 }
 
 /// RMSNorm in f32, cast back, times the weight (transformers' order of operations).
