@@ -477,3 +477,80 @@ fn llama3_rope_scaling_matters() {
         "llama3 scaling changed log-probs by only {diff}"
     );
 }
+
+#[test]
+fn chunked_inference_logprobs_equal_train_mode() {
+    // More positions than one inference chunk (512): the chunked path must agree with the
+    // single projection of train mode.
+    let Some((dir, _)) = fixture("tiny-qwen2") else {
+        return;
+    };
+    let m = load(&dir);
+    let seqs: Vec<Vec<u32>> = (0..5u32)
+        .map(|r| (0..150u32).map(|i| (i * 7 + r * 13) % 509).collect())
+        .collect();
+    let batch = Batch::right_padded(&seqs, 0, &Device::Cpu).unwrap();
+    let a = m.model.token_logprobs(&batch, Mode::Infer).unwrap();
+    let b = m.model.token_logprobs(&batch, Mode::Train).unwrap();
+    assert_eq!(a.dims(), &[5, 149]);
+    let diff: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(diff < 1e-4, "{diff}");
+}
+
+#[test]
+fn reduced_precision_paths() {
+    // bf16 and f16 compute run and stay close to f32; a checkpoint saved in f16 reloads as the
+    // f16-rounded weights.
+    let Some((dir, reference)) = fixture("tiny-llama") else {
+        return;
+    };
+    let m32 = load(&dir);
+    let (batch, _) = reference_batch(&reference, &Device::Cpu);
+    let base = m32.model.token_logprobs(&batch, Mode::Infer).unwrap();
+    for dtype in [DType::BF16, DType::F16] {
+        let m = ModelDir::load(&dir, &Device::Cpu, Some(dtype)).unwrap();
+        for mode in [Mode::Infer, Mode::Train] {
+            let lp = m.model.token_logprobs(&batch, mode).unwrap();
+            let diff: f32 = (lp - &base)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(
+                diff.is_finite() && diff < 0.15,
+                "{dtype:?} {mode:?}: {diff}"
+            );
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    rlvr_model::save::save_model(&m32.model, out.path(), Some(DType::F16), Some(&dir)).unwrap();
+    let back = load(out.path());
+    assert_eq!(back.stored_dtype, DType::F16);
+    assert_eq!(back.model.config().raw["torch_dtype"], "float16");
+    for ((name, a), (_, b)) in m32.model.named_vars().iter().zip(back.model.named_vars()) {
+        let rounded = a
+            .to_dtype(DType::F16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let d: f32 = (rounded - b.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(d, 0.0, "{name}");
+    }
+}

@@ -138,6 +138,9 @@ impl Batch {
     }
 }
 
+/// Positions whose vocabulary projection is computed at once by inference-mode `token_logprobs`.
+const INFER_LOGPROB_CHUNK: usize = 512;
+
 /// Up to this many rows, `Linear` multiplies as (W · xᵀ)ᵀ.
 const SMALL_M: usize = 128;
 
@@ -570,10 +573,28 @@ impl CausalLm {
             ));
         }
         // Project only the positions that have a target (saves a (B, T, V) slice and its backward).
-        let t = batch.seq;
+        let (b, t) = (batch.batch, batch.seq);
         let hidden = self.hidden_states(batch, None, mode)?.narrow(1, 0, t - 1)?;
-        let logits = self.lm_head(&hidden, mode)?;
-        logprobs_of(&logits, &batch.ids.narrow(1, 1, t - 1)?)
+        let targets = batch.ids.narrow(1, 1, t - 1)?;
+        if mode == Mode::Train || b * (t - 1) <= INFER_LOGPROB_CHUNK {
+            let logits = self.lm_head(&hidden, mode)?;
+            return logprobs_of(&logits, &targets);
+        }
+        // Inference: bound memory by projecting a chunk of positions at a time (a (B, T, V)
+        // logits tensor of a 150k vocabulary is gigabytes).
+        let h = hidden.dim(2)?;
+        let hidden = hidden.reshape((b * (t - 1), 1, h))?;
+        let targets = targets.reshape((b * (t - 1), 1))?;
+        let mut parts = Vec::new();
+        let n = b * (t - 1);
+        let mut start = 0;
+        while start < n {
+            let len = INFER_LOGPROB_CHUNK.min(n - start);
+            let logits = self.lm_head(&hidden.narrow(0, start, len)?, mode)?;
+            parts.push(logprobs_of(&logits, &targets.narrow(0, start, len)?)?);
+            start += len;
+        }
+        Ok(Tensor::cat(&parts, 0)?.reshape((b, t - 1))?)
     }
 }
 
