@@ -269,3 +269,80 @@ fn save_over_existing_directory_keeps_a_loadable_model() {
         .unwrap();
     assert_eq!(a, b);
 }
+
+/// Configs as real Hub checkpoints write them (v4 style, bf16, EOS lists, rope scaling
+/// variants) parse into the right settings; the tiny fixture's weights stand in.
+#[test]
+fn real_world_config_shapes() {
+    use rlvr_model::{ModelConfig, RopeScaling};
+    let path = Path::new("config.json");
+    // Llama 3.2 1B (v4): llama3 scaling, tied embeddings, three EOS ids, bf16.
+    let llama32 = json!({
+        "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+        "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "head_dim": 64,
+        "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+        "intermediate_size": 8192, "max_position_embeddings": 131072, "mlp_bias": false,
+        "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 16,
+        "num_key_value_heads": 8, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+        "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                         "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+        "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+        "transformers_version": "4.45.0.dev0", "use_cache": true, "vocab_size": 128256
+    });
+    let c = ModelConfig::from_value(llama32, path).unwrap();
+    assert_eq!(c.eos_token_ids, vec![128001, 128008, 128009]);
+    assert_eq!(c.bos_token_id, Some(128000));
+    assert_eq!((c.head_dim, c.kv_groups()), (64, 4));
+    assert!(c.tie_word_embeddings && !c.qkv_bias && !c.mlp_bias);
+    assert_eq!(c.rope_dtype, DType::BF16);
+    assert!(
+        matches!(c.rope_scaling, RopeScaling::Llama3 { factor, original_max_position_embeddings, .. }
+        if factor == 32.0 && original_max_position_embeddings == 8192.0)
+    );
+    // 1.24B parameters, the published size of Llama 3.2 1B.
+    assert_eq!(c.num_parameters(), 1_235_814_400);
+
+    // Qwen2.5 7B with the YaRN block its model card recommends (v4 `type` key).
+    let qwen25 = json!({
+        "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+        "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 3584,
+        "initializer_range": 0.02, "intermediate_size": 18944, "max_position_embeddings": 32768,
+        "max_window_layers": 28, "model_type": "qwen2", "num_attention_heads": 28,
+        "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0, "sliding_window": 131072, "tie_word_embeddings": false,
+        "torch_dtype": "bfloat16", "transformers_version": "4.43.1", "use_cache": true,
+        "use_sliding_window": false, "vocab_size": 152064,
+        "rope_scaling": {"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}
+    });
+    let c = ModelConfig::from_value(qwen25, path).unwrap();
+    assert!(c.qkv_bias && !c.o_bias && !c.tie_word_embeddings);
+    assert_eq!(c.head_dim, 128);
+    match c.rope_scaling {
+        RopeScaling::Yarn {
+            factor,
+            original_max_position_embeddings,
+            attention_factor,
+            ..
+        } => {
+            assert_eq!((factor, original_max_position_embeddings), (4.0, 32768.0));
+            assert!((attention_factor - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
+        }
+        other => panic!("{other:?}"),
+    }
+    // 7.62B parameters, the published size of Qwen2.5 7B.
+    assert_eq!(c.num_parameters(), 7_615_616_512);
+
+    // Qwen3 (v5 style rope_parameters, explicit head_dim, q/k norms).
+    let qwen3 = json!({
+        "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "head_dim": 128,
+        "hidden_size": 1024, "intermediate_size": 3072, "max_position_embeddings": 40960,
+        "model_type": "qwen3", "num_attention_heads": 16, "num_hidden_layers": 28,
+        "num_key_value_heads": 8, "rms_norm_eps": 1e-06, "dtype": "bfloat16",
+        "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
+        "tie_word_embeddings": true, "vocab_size": 151936, "use_sliding_window": false
+    });
+    let c = ModelConfig::from_value(qwen3, path).unwrap();
+    assert!(c.qk_norm && c.rope_theta == 1_000_000.0);
+    // Qwen3-0.6B: 596M parameters with tied embeddings.
+    assert_eq!(c.num_parameters(), 596_049_920);
+}

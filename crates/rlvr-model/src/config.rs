@@ -493,16 +493,14 @@ fn parse_rope(f: &Fields, max_pos: usize) -> Result<(f64, RopeScaling)> {
             }
         }
         "yarn" => {
-            let mut factor = factor()?;
-            // transformers: when the original context is given, the factor is the ratio of the
-            // context lengths (DeepSeek-V3 and others rely on this).
-            let original = match r.f64_opt("original_max_position_embeddings")? {
-                Some(orig) => {
-                    factor = max_pos as f64 / orig;
-                    orig
-                }
-                None => max_pos as f64,
-            };
+            // The configured factor scales the frequencies (as in the YaRN paper and vLLM; Qwen2.5
+            // ships `factor: 4` with `original_max_position_embeddings` equal to
+            // `max_position_embeddings`, so the ratio of the two would wrongly give 1). The
+            // original context defaults to `max_position_embeddings`.
+            let factor = factor()?;
+            let original = r
+                .f64_opt("original_max_position_embeddings")?
+                .unwrap_or(max_pos as f64);
             let get_mscale = |scale: f64, mscale: f64| {
                 if scale <= 1.0 {
                     1.0
