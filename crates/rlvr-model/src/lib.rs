@@ -19,6 +19,7 @@ pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod logprob;
 pub mod rope;
 pub mod save;
 pub mod tokenizer;
@@ -33,8 +34,9 @@ pub use cache::KvCache;
 pub use chat::{ChatInput, ChatTemplate};
 pub use config::{Family, GenerationConfig, ModelConfig, RopeScaling};
 pub use error::{ModelError, Result};
+pub use logprob::logprobs_of;
 pub use tokenizer::Tokenizer;
-pub use transformer::{logprobs_of, parameter_specs, Batch, CausalLm, Mode};
+pub use transformer::{parameter_specs, Batch, CausalLm, Mode};
 pub use weights::Checkpoint;
 
 /// A loaded Hugging Face model directory: weights, tokenizer, generation settings.

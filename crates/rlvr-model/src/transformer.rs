@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
+use crate::logprob::logprobs_of;
 use crate::rope;
 
 /// Which forward path to take.
@@ -596,17 +597,6 @@ impl CausalLm {
         }
         Ok(Tensor::cat(&parts, 0)?.reshape((b, t - 1))?)
     }
-}
-
-/// Log-probabilities of `targets` `(B, T)` under `logits` `(B, T, V)`, computed as
-/// `logit[target] − logsumexp(logits)` in f32 (differentiable).
-pub fn logprobs_of(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let logits = logits.to_dtype(DType::F32)?;
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let picked = shifted.gather(&targets.unsqueeze(2)?.contiguous()?, 2)?;
-    Ok((picked - lse)?.squeeze(2)?)
 }
 
 /// RMSNorm in f32, cast back, times the weight (transformers' order of operations).
