@@ -4,12 +4,12 @@
 # policy-gradient train step over 8×128 tokens, on the tiny Qwen2 fixture and a random
 # 10M-parameter Qwen2. Prints a table with the ratios.
 #
-#   bash bench/vs_pytorch.sh            # THREADS=1 by default; REPEATS=3
+#   bash bench/vs_pytorch.sh            # THREADS="1 2" by default; REPEATS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED="${RLVR_SHARED:-../shared}"
 VENV="${RLVR_BENCH_VENV:-$HOME/.cache/rlvr-bench-venv}"
-THREADS="${THREADS:-1}"
+THREADS="${THREADS:-1 2}"
 REPEATS="${REPEATS:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rlvr-target}"
 
@@ -24,12 +24,13 @@ RLVR="$CARGO_TARGET_DIR/release/rlvr"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$PY" bench/pytorch_bench.py --make-10m "$tmp/qwen2-10m" --tokenizer-from "$SHARED/fixtures/tiny-qwen2"
+"$PY" bench/pytorch_bench.py --make-10m "$tmp/qwen2-10m" --tokenizer-from "$SHARED/fixtures/tiny-qwen2" 2>/dev/null
 
-export RAYON_NUM_THREADS="$THREADS" CANDLE_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS"
+for threads in $THREADS; do
+export RAYON_NUM_THREADS="$threads" CANDLE_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads"
 for model in "$SHARED/fixtures/tiny-qwen2" "$tmp/qwen2-10m"; do
   RLVR_LOG=warn "$RLVR" model bench --model "$model" --repeats "$REPEATS" > "$tmp/rlvr.json"
-  "$PY" bench/pytorch_bench.py --model "$model" --threads "$THREADS" --repeats "$REPEATS" > "$tmp/torch.json"
+  "$PY" bench/pytorch_bench.py --model "$model" --threads "$threads" --repeats "$REPEATS" > "$tmp/torch.json" 2>/dev/null
   "$PY" - "$tmp/rlvr.json" "$tmp/torch.json" "$(basename "$model")" <<'PYEOF'
 import json, sys
 r, t, name = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
@@ -41,4 +42,5 @@ for b, v in r["sample_tok_s"].items():
 rv, pv = r["train_step_ms"], t["train_step_ms"]
 print(f"{'train step 8x128, ms':<28}{rv:>12.1f}{pv:>12.1f}{pv / rv:>13.2f}x (speed-up)")
 PYEOF
+done
 done

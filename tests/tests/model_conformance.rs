@@ -554,3 +554,54 @@ fn reduced_precision_paths() {
         assert_eq!(d, 0.0, "{name}");
     }
 }
+
+#[test]
+fn kv_cache_row_selection_keeps_the_kept_rows_exact() {
+    // Decode three rows, drop the middle one from the cache, continue: the kept rows' logits
+    // equal those of a cache that never held the dropped row.
+    let Some((dir, _)) = fixture("tiny-llama") else {
+        return;
+    };
+    let m = load(&dir);
+    let dev = Device::Cpu;
+    let prompts = vec![vec![5u32, 9, 30, 41], vec![7, 8], vec![100, 200, 300]];
+    let mut cache = KvCache::new(m.model.config(), 8);
+    m.model
+        .forward_last(
+            &Batch::left_padded(&prompts, 0, &dev).unwrap(),
+            Some(&mut cache),
+            Mode::Infer,
+        )
+        .unwrap();
+    cache.select_rows(&[2, 0]).unwrap();
+    assert_eq!(cache.batch_size(), 2);
+    let step = Batch::step(&[17, 18], &[3, 4], &dev).unwrap();
+    let got = m
+        .model
+        .forward_last(&step, Some(&mut cache), Mode::Infer)
+        .unwrap();
+
+    let kept = vec![prompts[2].clone(), prompts[0].clone()];
+    let mut fresh = KvCache::new(m.model.config(), 8);
+    m.model
+        .forward_last(
+            &Batch::left_padded(&kept, 0, &dev).unwrap(),
+            Some(&mut fresh),
+            Mode::Infer,
+        )
+        .unwrap();
+    let want = m
+        .model
+        .forward_last(&step, Some(&mut fresh), Mode::Infer)
+        .unwrap();
+    let diff: f32 = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(diff < 1e-5, "{diff}");
+    assert!(cache.select_rows(&[5]).is_err());
+}

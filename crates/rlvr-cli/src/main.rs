@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 
 mod alloc;
 mod model_cmd;
+mod sample_cmd;
+mod selftest_cmd;
+mod verify_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +23,10 @@ struct Cli {
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info`, `rlvr_model=debug`); `RUST_LOG` also works.
     #[arg(long, global = true, default_value = "info", env = "RLVR_LOG")]
     log: String,
+    /// CPU compute threads (sets `RAYON_NUM_THREADS`; default: that variable, else all cores).
+    /// On a 2-core machine 1 is faster: a second candle thread mostly spins.
+    #[arg(long, global = true, env = "RLVR_THREADS")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +37,15 @@ enum Command {
     Model {
         #[command(subcommand)]
         command: model_cmd::ModelCommand,
+    },
+    /// Sample G completions per prompt with the rollout engine (JSONL in, JSONL out).
+    Sample(sample_cmd::SampleArgs),
+    /// Score completions with a verifier: JSONL lines in, one JSONL result per line out.
+    Verify(verify_cmd::VerifyArgs),
+    /// Check this build against reference numbers (e.g. golden files produced by verl).
+    Selftest {
+        #[command(subcommand)]
+        command: selftest_cmd::SelftestCommand,
     },
 }
 
@@ -43,8 +59,11 @@ pub fn default_model_dir() -> PathBuf {
 }
 
 fn main() {
-    alloc::configure();
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // Before any compute: candle reads the variable when it sizes its thread pool.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
@@ -54,6 +73,9 @@ fn main() {
         .init();
     let result: Result<()> = match cli.command {
         Command::Model { command } => model_cmd::run(command),
+        Command::Sample(args) => sample_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
+        Command::Selftest { command } => selftest_cmd::run(command),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use rlvr_model::{Batch, Mode, ModelDir};
 use serde_json::{json, Value};
 
+/// `--model`, `--dtype`, `--cuda`: shared by every command that loads a model.
 #[derive(Args, Clone)]
 pub struct ModelArgs {
     /// Hugging Face model directory (config.json, safetensors, tokenizer.json).
@@ -27,7 +28,8 @@ impl ModelArgs {
         self.model.clone().unwrap_or_else(crate::default_model_dir)
     }
 
-    fn load(&self) -> Result<ModelDir> {
+    /// Loads the model directory with the requested dtype and device.
+    pub fn load(&self) -> Result<ModelDir> {
         let dtype = rlvr_model::parse_dtype(&self.dtype)
             .with_context(|| format!("--dtype {}: expected f32, bf16 or f16", self.dtype))?;
         let device = rlvr_model::device(self.cuda)?;

@@ -2,7 +2,10 @@
 //! `(B, kv_heads, S, head_dim)` in a buffer that grows in chunks, plus which cached positions
 //! are real tokens (padding stays masked in later steps).
 
+use candle_core::Tensor;
+
 use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
 
 /// Keys/values of every layer for the tokens seen so far.
 #[derive(Debug, Clone)]
@@ -47,6 +50,38 @@ impl KvCache {
         }
         self.mask.clear();
         self.len = 0;
+    }
+
+    /// Keeps only the given rows (indices into the current batch, in the new order): finished
+    /// sequences stop costing work without recomputing the others' keys and values.
+    pub fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let b = self.batch_size();
+        if let Some(&bad) = rows.iter().find(|&&r| r >= b) {
+            return Err(ModelError::Input(format!(
+                "row {bad} is not in a cache of {b} rows"
+            )));
+        }
+        if self.len == 0 {
+            return Ok(());
+        }
+        let index = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows.len(),
+            &candle_core::Device::Cpu,
+        )?;
+        for layer in &mut self.layers {
+            let (Some(k), Some(v)) = (layer.k()?, layer.v()?) else {
+                continue;
+            };
+            let index = index.to_device(k.device())?;
+            let capacity = layer.k_cache().max_seq_len();
+            let mut fresh = candle_nn::kv_cache::KvCache::new(2, capacity);
+            let (k, v) = (k.contiguous()?, v.contiguous()?);
+            fresh.append(&k.index_select(&index, 0)?, &v.index_select(&index, 0)?)?;
+            *layer = fresh;
+        }
+        self.mask = rows.iter().map(|&r| self.mask[r].clone()).collect();
+        Ok(())
     }
 
     pub(crate) fn layer_mut(&mut self, l: usize) -> &mut candle_nn::kv_cache::KvCache {

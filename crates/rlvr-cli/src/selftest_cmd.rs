@@ -1,0 +1,165 @@
+//! `rlvr selftest`: check this build against reference numbers. `algorithms` recomputes a
+//! golden file produced by verl's `core_algos.py` (format of `../shared/golden/algorithms.json`)
+//! and prints the worst error per field, failing above the tolerance.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use candle_core::DType;
+use clap::{Subcommand, ValueEnum};
+use rlvr_train::golden::{check_golden, GoldenReport};
+use serde_json::json;
+
+/// Compute dtypes the algorithms selftest runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SelftestDtype {
+    /// f64 (1e-9 relative, absolute floor 1e-12).
+    F64,
+    /// f32 (1e-5 relative, absolute floor 1e-6).
+    F32,
+    /// Both.
+    Both,
+}
+
+#[derive(Subcommand)]
+pub enum SelftestCommand {
+    /// Recompute every field of an algorithms golden file (advantages, policy losses and
+    /// their gradients, clip fractions, KL, value loss, entropy, pass@k, DAPO overlong) and
+    /// print the worst error per field; exits non-zero when a field exceeds the tolerance.
+    Algorithms {
+        /// Golden file. Default: `$RLVR_SHARED/golden/algorithms.json`, else
+        /// `../shared/golden/algorithms.json`.
+        #[arg(long)]
+        golden: Option<PathBuf>,
+        /// Compute dtype(s).
+        #[arg(long, value_enum, default_value = "both")]
+        dtype: SelftestDtype,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `$RLVR_SHARED/golden/algorithms.json`, else `../shared/golden/algorithms.json`.
+fn default_golden() -> PathBuf {
+    std::env::var_os("RLVR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+        .join("golden/algorithms.json")
+}
+
+pub fn run(cmd: SelftestCommand) -> Result<()> {
+    match cmd {
+        SelftestCommand::Algorithms {
+            golden,
+            dtype,
+            json,
+        } => algorithms(golden.unwrap_or_else(default_golden), dtype, json),
+    }
+}
+
+fn algorithms(path: PathBuf, dtype: SelftestDtype, as_json: bool) -> Result<()> {
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading golden file {}", path.display()))?;
+    let golden: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    let dtypes: &[DType] = match dtype {
+        SelftestDtype::F64 => &[DType::F64],
+        SelftestDtype::F32 => &[DType::F32],
+        SelftestDtype::Both => &[DType::F64, DType::F32],
+    };
+    let mut reports = Vec::new();
+    for &d in dtypes {
+        let rep = check_golden(&golden, d).with_context(|| format!("{}", path.display()))?;
+        reports.push(rep);
+    }
+    if as_json {
+        let out: Vec<_> = reports.iter().map(report_json).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"golden": path, "reports": out}))?
+        );
+    } else {
+        println!("golden file: {}", path.display());
+        for rep in &reports {
+            print_report(rep);
+        }
+    }
+    let failed: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.fields
+                .iter()
+                .filter(|(_, f)| f.worst_ratio > 1.0)
+                .map(move |(n, f)| format!("{} {n} (at {})", dtype_name(r.dtype), f.worst_at))
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} field(s) above tolerance: {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    if reports.iter().any(|r| !r.passed()) {
+        bail!("nothing was compared: is this an algorithms golden file?");
+    }
+    if !as_json {
+        println!("OK: every field within tolerance");
+    }
+    Ok(())
+}
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F64 => "f64",
+        DType::F32 => "f32",
+        _ => "?",
+    }
+}
+
+fn print_report(rep: &GoldenReport) {
+    println!(
+        "\n{} (tolerance {:.0e} relative, {:.0e} absolute floor): {} values",
+        dtype_name(rep.dtype),
+        rep.tol.rel,
+        rep.tol.abs,
+        rep.count()
+    );
+    println!(
+        "{:<42} {:>6} {:>11} {:>11} {:>11}  status",
+        "field", "n", "max abs", "max rel", "err/tol"
+    );
+    for (name, f) in &rep.fields {
+        println!(
+            "{:<42} {:>6} {:>11.3e} {:>11.3e} {:>11.3e}  {}",
+            name,
+            f.count,
+            f.max_abs,
+            f.max_rel,
+            f.worst_ratio,
+            if f.worst_ratio <= 1.0 {
+                "ok".to_string()
+            } else {
+                format!("FAIL at {}", f.worst_at)
+            }
+        );
+    }
+}
+
+fn report_json(rep: &GoldenReport) -> serde_json::Value {
+    let fields: serde_json::Map<String, serde_json::Value> = rep
+        .fields
+        .iter()
+        .map(|(n, f)| {
+            (
+                n.clone(),
+                json!({"count": f.count, "max_abs": f.max_abs, "max_rel": f.max_rel,
+                       "worst_ratio": f.worst_ratio, "worst_at": f.worst_at,
+                       "ok": f.worst_ratio <= 1.0}),
+            )
+        })
+        .collect();
+    json!({"dtype": dtype_name(rep.dtype), "rel_tol": rep.tol.rel, "abs_tol": rep.tol.abs,
+           "passed": rep.passed(), "fields": fields})
+}

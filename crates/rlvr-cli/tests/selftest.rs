@@ -1,0 +1,113 @@
+//! `rlvr selftest algorithms` on the shared golden file, on a corrupted copy, and on bad paths.
+
+use std::process::Command;
+
+use rlvr_conformance::{read_json, require_shared};
+
+fn rlvr() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rlvr"));
+    c.env("RLVR_LOG", "warn");
+    c
+}
+
+#[test]
+fn selftest_passes_on_the_golden_file() {
+    let Some(path) = require_shared("golden/algorithms.json") else {
+        return;
+    };
+    let out = rlvr()
+        .args(["selftest", "algorithms", "--golden"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for field in [
+        "advantages.grpo",
+        "advantages.gae_returns",
+        "policy_loss.grad_log_prob",
+        "policy_loss.clipfrac_lower",
+        "kl.k3",
+        "value_loss.loss",
+        "entropy.token_mean",
+        "pass_at_k",
+        "dapo_overlong",
+    ] {
+        assert!(stdout.contains(field), "{field} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("f64") && stdout.contains("f32"));
+    assert!(stdout.contains("OK: every field within tolerance"));
+
+    let out = rlvr()
+        .args([
+            "selftest",
+            "algorithms",
+            "--dtype",
+            "f64",
+            "--json",
+            "--golden",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = &v["reports"][0];
+    assert_eq!(rep["dtype"], "f64");
+    assert_eq!(rep["passed"], true);
+    assert!(
+        rep["fields"]["policy_loss.loss"]["worst_ratio"]
+            .as_f64()
+            .unwrap()
+            <= 1.0
+    );
+}
+
+#[test]
+fn selftest_fails_above_tolerance() {
+    let Some(path) = require_shared("golden/algorithms.json") else {
+        return;
+    };
+    let mut golden = read_json(&path);
+    let v = &mut golden["cases"][0]["value_loss"]["loss"];
+    *v = serde_json::json!(v.as_f64().unwrap() * (1.0 + 1e-6));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("algorithms.json");
+    std::fs::write(&bad, serde_json::to_string(&golden).unwrap()).unwrap();
+    let out = rlvr()
+        .args(["selftest", "algorithms", "--dtype", "f64", "--golden"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("FAIL at cases[0].value_loss"), "{stdout}");
+    assert!(stderr.contains("value_loss.loss"), "{stderr}");
+}
+
+#[test]
+fn selftest_reports_missing_and_malformed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.json");
+    let out = rlvr()
+        .args(["selftest", "algorithms", "--golden"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.json"));
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"cases\": [{}]}").unwrap();
+    let out = rlvr()
+        .args(["selftest", "algorithms", "--golden"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing field"));
+}

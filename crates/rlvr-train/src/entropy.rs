@@ -1,0 +1,33 @@
+//! Entropy of the token distributions from logits (verl `entropy_from_logits`):
+//! `H = logsumexp(z) − Σ softmax(z)·z`, and the entropy bonus term.
+
+use candle_core::{Tensor, D};
+
+use crate::agg::{agg_loss, Normaliser};
+use crate::error::{Result, TrainError};
+
+/// Per-position entropy of `logits` (…, V) → (…), differentiable (only ops with a backward;
+/// the max used for stability is detached).
+pub fn entropy_from_logits(logits: &Tensor) -> Result<Tensor> {
+    if logits.rank() < 1 || logits.dim(D::Minus1)? == 0 {
+        return Err(TrainError::Shape(format!(
+            "logits: expected (..., V) with V > 0, got {:?}",
+            logits.dims()
+        )));
+    }
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let e = shifted.exp()?;
+    let z = e.sum_keepdim(D::Minus1)?;
+    let lse = (z.log()? + &max)?.squeeze(D::Minus1)?;
+    let p = e.broadcast_div(&z)?;
+    let expect = (p * logits)?.sum(D::Minus1)?;
+    Ok((lse - expect)?)
+}
+
+/// Aggregated entropy of (B, T, V) logits over the response `mask` (B, T). The policy loss
+/// subtracts `entropy_coeff ×` this value (an entropy bonus).
+pub fn entropy_loss(logits: &Tensor, mask: &Tensor, norm: &Normaliser) -> Result<Tensor> {
+    let h = entropy_from_logits(logits)?;
+    agg_loss(&h, mask, norm)
+}

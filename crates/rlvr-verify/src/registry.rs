@@ -1,0 +1,128 @@
+//! Verifiers by name (`math`, `format`) or from a JSON spec, with composition:
+//!
+//! ```json
+//! {"type": "gated", "gate": {"type": "format"}, "inner": {"type": "math", "rel_tol": 1e-6}}
+//! {"type": "weighted_sum", "parts": [{"weight": 0.9, "verifier": "math"},
+//!                                    {"weight": 0.1, "verifier": {"type": "format"}}]}
+//! ```
+//! Any spec may carry `"deadline_ms": N` to bound its wall-clock time per call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::compose::{Deadline, Gated, WeightedSum};
+use crate::error::{Result, VerifyError};
+use crate::format::{FormatConfig, FormatVerifier};
+use crate::math::{MathConfig, MathVerifier};
+use crate::{RewardMapping, Verifier};
+
+/// Names of the built-in verifiers.
+pub const BUILTIN: &[&str] = &["math", "format"];
+
+/// A built-in verifier with its default configuration.
+pub fn build(name: &str) -> Result<Arc<dyn Verifier>> {
+    match name {
+        "math" => Ok(Arc::new(MathVerifier::default())),
+        "format" => Ok(Arc::new(FormatVerifier::default())),
+        other => Err(VerifyError::UnknownVerifier(other.to_string())),
+    }
+}
+
+fn cfg_err(field: &str, msg: impl Into<String>) -> VerifyError {
+    VerifyError::Config {
+        field: field.to_string(),
+        msg: msg.into(),
+    }
+}
+
+fn settings<T: serde::de::DeserializeOwned>(m: &Map<String, Value>, what: &str) -> Result<T> {
+    let mut m = m.clone();
+    m.remove("type");
+    m.remove("deadline_ms");
+    serde_json::from_value(Value::Object(m.clone())).map_err(|e| {
+        // name the field at fault: the first key that fails on its own
+        let field = m
+            .iter()
+            .find(|(k, v)| {
+                let one = Map::from_iter([((*k).clone(), (*v).clone())]);
+                serde_json::from_value::<T>(Value::Object(one)).is_err()
+            })
+            .map(|(k, _)| format!("{what}.{k}"))
+            .unwrap_or_else(|| what.to_string());
+        cfg_err(&field, e.to_string())
+    })
+}
+
+/// A verifier from a spec: a name string, or an object with `type` (`math`, `format`,
+/// `weighted_sum`, `gated`) and that type's settings.
+pub fn from_spec(spec: &Value) -> Result<Arc<dyn Verifier>> {
+    let m = match spec {
+        Value::String(s) => return build(s),
+        Value::Object(m) => m,
+        other => {
+            return Err(cfg_err(
+                "verifier",
+                format!("expected a name or an object, got {other}"),
+            ))
+        }
+    };
+    let ty = m
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| cfg_err("type", "missing (math, format, weighted_sum, gated)"))?;
+    let v: Arc<dyn Verifier> = match ty {
+        "math" => Arc::new(MathVerifier::new(settings::<MathConfig>(m, "math")?)),
+        "format" => Arc::new(FormatVerifier::new(settings::<FormatConfig>(m, "format")?)?),
+        "weighted_sum" => {
+            let parts = m
+                .get("parts")
+                .and_then(Value::as_array)
+                .ok_or_else(|| cfg_err("parts", "weighted_sum needs a `parts` list"))?;
+            let mut out = Vec::new();
+            for (k, p) in parts.iter().enumerate() {
+                let w = p
+                    .get("weight")
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| cfg_err(&format!("parts[{k}].weight"), "missing number"))?;
+                let inner = p
+                    .get("verifier")
+                    .ok_or_else(|| cfg_err(&format!("parts[{k}].verifier"), "missing"))?;
+                out.push((w as f32, from_spec(inner)?));
+            }
+            Arc::new(WeightedSum { parts: out })
+        }
+        "gated" => {
+            let gate = from_spec(m.get("gate").ok_or_else(|| cfg_err("gate", "missing"))?)?;
+            let inner = from_spec(m.get("inner").ok_or_else(|| cfg_err("inner", "missing"))?)?;
+            let gate_failed = match m.get("gate_failed") {
+                None => 0.0,
+                Some(x) => x
+                    .as_f64()
+                    .ok_or_else(|| cfg_err("gate_failed", "expected a number"))?
+                    as f32,
+            };
+            Arc::new(Gated {
+                gate,
+                inner,
+                gate_failed,
+            })
+        }
+        other => return Err(VerifyError::UnknownVerifier(other.to_string())),
+    };
+    match m.get("deadline_ms") {
+        None => Ok(v),
+        Some(d) => {
+            let ms = d
+                .as_u64()
+                .filter(|ms| *ms > 0)
+                .ok_or_else(|| cfg_err("deadline_ms", "expected a positive integer"))?;
+            Ok(Arc::new(Deadline {
+                inner: v,
+                limit: Duration::from_millis(ms),
+                mapping: RewardMapping::default(),
+            }))
+        }
+    }
+}
