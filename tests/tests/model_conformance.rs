@@ -158,15 +158,20 @@ fn check_train_step(name: &str) {
         .collect();
     let target_mask = Tensor::from_vec(target_mask, (b, t - 1), &dev).unwrap();
 
+    // The loss is reduced in f64 so that the check measures the model, not the summation.
     let lp = m.model.token_logprobs(&batch, Mode::Train).unwrap();
+    let lp = lp.to_dtype(DType::F64).unwrap();
+    let (weights, target_mask) = (
+        weights.to_dtype(DType::F64).unwrap(),
+        target_mask.to_dtype(DType::F64).unwrap(),
+    );
     let loss = ((lp * &weights).unwrap() * &target_mask)
         .unwrap()
         .sum_all()
         .unwrap();
-    let loss = (loss.neg().unwrap()
-        / target_mask.sum_all().unwrap().to_scalar::<f32>().unwrap() as f64)
-        .unwrap();
-    let got_loss = loss.to_scalar::<f32>().unwrap() as f64;
+    let loss =
+        (loss.neg().unwrap() / target_mask.sum_all().unwrap().to_scalar::<f64>().unwrap()).unwrap();
+    let got_loss = loss.to_scalar::<f64>().unwrap();
     let exp_loss = step["loss"].as_f64().unwrap();
     let rel = (got_loss - exp_loss).abs() / exp_loss.abs();
     assert!(

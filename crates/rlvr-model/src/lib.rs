@@ -18,6 +18,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod generate;
 pub mod logprob;
 pub mod rope;

@@ -162,9 +162,18 @@ pub fn cos_sin_half(
     ))
 }
 
-/// Applies RoPE with ops that have a backward (training path): `x · cos + rotate_half(x) · sin`,
-/// `x` of shape `(B, H, T, D)`, cos/sin of shape `(B, T, D/2)`.
+/// Applies RoPE differentiably (training path): `x · cos + rotate_half(x) · sin`, `x` of shape
+/// `(B, H, T, D)`, cos/sin of shape `(B, T, D/2)`. CPU f32 uses the fused kernel with its
+/// hand-written backward; elsewhere [`apply_composed`].
 pub fn apply_differentiable(x: &Tensor, cos_half: &Tensor, sin_half: &Tensor) -> Result<Tensor> {
+    if crate::fused::eligible(x) {
+        return crate::fused::rope(x, cos_half, sin_half);
+    }
+    apply_composed(x, cos_half, sin_half)
+}
+
+/// RoPE from basic candle ops (any device and dtype; backward by candle).
+pub fn apply_composed(x: &Tensor, cos_half: &Tensor, sin_half: &Tensor) -> Result<Tensor> {
     let d = x.dim(3)?;
     let dtype = x.dtype();
     let cos = Tensor::cat(&[cos_half, cos_half], 2)?

@@ -444,9 +444,14 @@ impl CausalLm {
             let attn = self.attention(layer, &hs, &cos, &sin, mask.as_ref(), layer_cache, mode)?;
             x = (x + attn)?;
             let hs = rms_norm(&x, &layer.post_norm, cfg.rms_norm_eps, mode)?;
-            let mlp = layer
-                .down
-                .forward(&(layer.gate.forward(&hs)?.silu()? * layer.up.forward(&hs)?)?)?;
+            let gate = layer.gate.forward(&hs)?;
+            let up = layer.up.forward(&hs)?;
+            let act = if mode == Mode::Train && crate::fused::eligible(&gate) {
+                crate::fused::swiglu(&gate, &up)?
+            } else {
+                (gate.silu()? * up)?
+            };
+            let mlp = layer.down.forward(&act)?;
             x = (x + mlp)?;
         }
         if let Some(c) = cache.as_mut() {
@@ -553,6 +558,9 @@ impl CausalLm {
             None => scores,
         };
         let probs = match mode {
+            Mode::Train if crate::fused::eligible(&scores) => {
+                crate::fused::softmax_last_dim(&scores)?
+            }
             Mode::Train => candle_nn::ops::softmax(&scores, D::Minus1)?,
             Mode::Infer => candle_nn::ops::softmax_last_dim(&scores)?,
         };
@@ -607,6 +615,7 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor>
             weight,
             eps as f32,
         )?),
+        Mode::Train if crate::fused::eligible(x) => crate::fused::rms_norm(x, weight, eps),
         _ => {
             let dtype = x.dtype();
             let xf = x.to_dtype(DType::F32)?;
