@@ -12,12 +12,21 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Sh
 
 use crate::error::Result;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
+/// The elements of a contiguous CPU tensor of dtype `T` (custom-op inputs).
+pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
+    let data = s.as_slice::<T>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: expected a contiguous f32 tensor"),
+        None => candle_core::bail!("{what}: expected a contiguous tensor"),
     }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    contiguous_slice::<f32>(s, l, what)
 }
 
 /// Whether a tensor can take the fused path.

@@ -10,6 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
 
 use crate::error::Result;
+use crate::fused::contiguous_slice;
 
 /// Log-probabilities of `targets` `(B, T)` (u32) under `logits` `(B, T, V)`, f32, differentiable
 /// with respect to the logits.
@@ -32,22 +33,6 @@ pub fn composite(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
     let picked = shifted.gather(&targets.unsqueeze(2)?.contiguous()?, 2)?;
     Ok((picked - lse)?.squeeze(2)?)
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{what} must be contiguous"),
-    }
-}
-
-fn contiguous_u32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [u32]> {
-    let data = s.as_slice::<u32>()?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{what} must be contiguous"),
-    }
 }
 
 /// logsumexp of one row (max-shifted).
@@ -76,8 +61,8 @@ impl CustomOp2 for FusedLogProbs {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, v) = l1.shape().dims2()?;
-        let logits = contiguous_f32(s1, l1, "logits")?;
-        let targets = contiguous_u32(s2, l2, "targets")?;
+        let logits = contiguous_slice::<f32>(s1, l1, "logits")?;
+        let targets = contiguous_slice::<u32>(s2, l2, "targets")?;
         if targets.len() != n {
             candle_core::bail!("{n} rows of logits but {} targets", targets.len());
         }
@@ -125,9 +110,9 @@ impl CustomOp3 for FusedLogProbsGrad {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, v) = l1.shape().dims2()?;
-        let logits = contiguous_f32(s1, l1, "logits")?;
-        let targets = contiguous_u32(s2, l2, "targets")?;
-        let packed = contiguous_f32(s3, l3, "log-probs and gradients")?;
+        let logits = contiguous_slice::<f32>(s1, l1, "logits")?;
+        let targets = contiguous_slice::<u32>(s2, l2, "targets")?;
+        let packed = contiguous_slice::<f32>(s3, l3, "log-probs and gradients")?;
         let mut out = vec![0f32; n * v];
         for (i, (row, dst)) in logits
             .chunks_exact(v)
