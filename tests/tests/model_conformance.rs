@@ -20,6 +20,18 @@ fn load(dir: &Path) -> ModelDir {
         .unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
 }
 
+/// max |a − b| over two tensors of the same shape.
+fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter()
@@ -320,14 +332,7 @@ fn check_kv_cache(name: &str) {
             Mode::Infer,
         )
         .unwrap();
-    let mut worst: f32 = (pre_logits - full_logits.narrow(1, 0, prefix).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let mut worst = max_abs(&pre_logits, &full_logits.narrow(1, 0, prefix).unwrap());
     for s in 0..steps {
         let pos = prefix + s;
         let toks: Vec<u32> = full.iter().map(|r| r[pos]).collect();
@@ -336,14 +341,7 @@ fn check_kv_cache(name: &str) {
             .model
             .forward(&step, Some(&mut cache), Mode::Infer)
             .unwrap();
-        let err: f32 = (logits - full_logits.narrow(1, pos, 1).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let err = max_abs(&logits, &full_logits.narrow(1, pos, 1).unwrap());
         worst = worst.max(err);
     }
     assert_eq!(cache.len(), shortest);
@@ -469,14 +467,7 @@ fn llama3_rope_scaling_matters() {
     let (batch, _) = reference_batch(&reference, &Device::Cpu);
     let a = m.model.token_logprobs(&batch, Mode::Infer).unwrap();
     let b = plain.token_logprobs(&batch, Mode::Infer).unwrap();
-    let diff: f32 = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = max_abs(&a, &b);
     assert!(
         diff > 0.05,
         "llama3 scaling changed log-probs by only {diff}"
@@ -498,14 +489,7 @@ fn chunked_inference_logprobs_equal_train_mode() {
     let a = m.model.token_logprobs(&batch, Mode::Infer).unwrap();
     let b = m.model.token_logprobs(&batch, Mode::Train).unwrap();
     assert_eq!(a.dims(), &[5, 149]);
-    let diff: f32 = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = max_abs(&a, &b);
     assert!(diff < 1e-4, "{diff}");
 }
 
@@ -523,14 +507,7 @@ fn reduced_precision_paths() {
         let m = ModelDir::load(&dir, &Device::Cpu, Some(dtype)).unwrap();
         for mode in [Mode::Infer, Mode::Train] {
             let lp = m.model.token_logprobs(&batch, mode).unwrap();
-            let diff: f32 = (lp - &base)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let diff = max_abs(&lp, &base);
             assert!(
                 diff.is_finite() && diff < 0.15,
                 "{dtype:?} {mode:?}: {diff}"
@@ -548,14 +525,7 @@ fn reduced_precision_paths() {
             .unwrap()
             .to_dtype(DType::F32)
             .unwrap();
-        let d: f32 = (rounded - b.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = max_abs(&rounded, b.as_tensor());
         assert_eq!(d, 0.0, "{name}");
     }
 }
@@ -599,14 +569,7 @@ fn kv_cache_row_selection_keeps_the_kept_rows_exact() {
         .model
         .forward_last(&step, Some(&mut fresh), Mode::Infer)
         .unwrap();
-    let diff: f32 = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = max_abs(&got, &want);
     assert!(diff < 1e-5, "{diff}");
     assert!(cache.select_rows(&[5]).is_err());
 }
