@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
 use rlvr_conformance::{f64s, read_json, require_shared, u32_rows, u32s};
 use rlvr_model::{Batch, KvCache, Mode, ModelDir};
 use serde_json::Value;
@@ -233,18 +232,21 @@ fn check_train_step(name: &str) {
 
     let h = &step["adamw"];
     let betas = f64s(&h["betas"]);
-    let mut opt = candle_nn::AdamW::new(
+    // rlvr's own AdamW (the one the trainer checkpoints), against PyTorch's update.
+    let mut opt = rlvr_train::optim::AdamW::new(
         m.model.vars(),
-        candle_nn::ParamsAdamW {
+        rlvr_train::optim::OptimConfig {
             lr: h["lr"].as_f64().unwrap(),
             beta1: betas[0],
             beta2: betas[1],
             eps: h["eps"].as_f64().unwrap(),
             weight_decay: h["weight_decay"].as_f64().unwrap(),
+            grad_clip: None,
+            schedule: rlvr_train::optim::LrSchedule::Constant,
         },
     )
     .unwrap();
-    opt.step(&grads).unwrap();
+    opt.step(grads).unwrap();
     let mut worst_param: f64 = 0.0;
     for (pname, var) in m.model.named_vars() {
         let head = f64s(&step["params_after_head"][pname.as_str()]);

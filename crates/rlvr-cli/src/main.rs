@@ -11,6 +11,7 @@ mod alloc;
 mod model_cmd;
 mod sample_cmd;
 mod selftest_cmd;
+mod train_cmd;
 mod verify_cmd;
 
 #[derive(Parser)]
@@ -38,6 +39,9 @@ enum Command {
         #[command(subcommand)]
         command: model_cmd::ModelCommand,
     },
+    /// Train a policy with RL from verifiable rewards (the main job; defaults: built-in
+    /// policy, warm-up, GRPO on the arithmetic task).
+    Train(train_cmd::TrainArgs),
     /// Sample G completions per prompt with the rollout engine (JSONL in, JSONL out).
     Sample(sample_cmd::SampleArgs),
     /// Score completions with a verifier: JSONL lines in, one JSONL result per line out.
@@ -73,6 +77,7 @@ fn main() {
         .init();
     let result: Result<()> = match cli.command {
         Command::Model { command } => model_cmd::run(command),
+        Command::Train(args) => train_cmd::run(args),
         Command::Sample(args) => sample_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Selftest { command } => selftest_cmd::run(command),

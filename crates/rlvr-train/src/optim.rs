@@ -3,7 +3,6 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
-use candle_nn::optim::{AdamW as CandleAdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -147,27 +146,37 @@ pub fn clip_grad_norm(vars: &[Var], grads: &mut GradStore, max_norm: f64) -> Res
     Ok(norm)
 }
 
-/// AdamW with global-norm gradient clipping and an LR schedule, over candle-nn's AdamW.
+/// AdamW with global-norm gradient clipping and an LR schedule. The update is candle-nn's
+/// (and PyTorch's) to the operation: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+/// `θ ← θ(1 − lr·λ) − lr · m̂ / (√v̂ + ε)`; the moments are exposed ([`AdamW::state`],
+/// [`AdamW::load_state`]) so a checkpoint can resume the optimiser exactly.
 pub struct AdamW {
-    inner: CandleAdamW,
     vars: Vec<Var>,
+    moments: Vec<(Tensor, Tensor)>,
     cfg: OptimConfig,
     step: usize,
+}
+
+/// The optimiser's state: steps taken and the first/second moments of each variable, in the
+/// order of the variables given to [`AdamW::new`].
+#[derive(Clone, Debug)]
+pub struct AdamWState {
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// `(m, v)` per variable.
+    pub moments: Vec<(Tensor, Tensor)>,
 }
 
 impl AdamW {
     /// An optimiser over `vars`.
     pub fn new(vars: Vec<Var>, cfg: OptimConfig) -> Result<Self> {
-        let params = ParamsAdamW {
-            lr: cfg.lr * cfg.schedule.factor(0),
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            eps: cfg.eps,
-            weight_decay: cfg.weight_decay,
-        };
+        let moments = vars
+            .iter()
+            .map(|v| Ok((v.as_tensor().zeros_like()?, v.as_tensor().zeros_like()?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(AdamW {
-            inner: CandleAdamW::new(vars.clone(), params)?,
             vars,
+            moments,
             cfg,
             step: 0,
         })
@@ -178,9 +187,52 @@ impl AdamW {
         self.step
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &OptimConfig {
+        &self.cfg
+    }
+
     /// The LR the next step will use.
     pub fn learning_rate(&self) -> f64 {
         self.cfg.lr * self.cfg.schedule.factor(self.step)
+    }
+
+    /// A copy of the state (cheap: tensors share storage until the next step replaces them).
+    pub fn state(&self) -> AdamWState {
+        AdamWState {
+            steps: self.step,
+            moments: self.moments.clone(),
+        }
+    }
+
+    /// Restores a state saved by [`state`](Self::state); shapes must match the variables.
+    pub fn load_state(&mut self, state: AdamWState) -> Result<()> {
+        if state.moments.len() != self.vars.len() {
+            return Err(TrainError::Input(format!(
+                "optimiser state has {} variables, the model {}",
+                state.moments.len(),
+                self.vars.len()
+            )));
+        }
+        let mut moments = Vec::with_capacity(state.moments.len());
+        for (i, ((m, v), var)) in state.moments.into_iter().zip(&self.vars).enumerate() {
+            let want = var.as_tensor().dims();
+            if m.dims() != want || v.dims() != want {
+                return Err(TrainError::Input(format!(
+                    "optimiser state of variable {i}: shapes {:?}/{:?}, expected {want:?}",
+                    m.dims(),
+                    v.dims()
+                )));
+            }
+            let (dt, dev) = (var.as_tensor().dtype(), var.as_tensor().device());
+            moments.push((
+                m.to_dtype(dt)?.to_device(dev)?,
+                v.to_dtype(dt)?.to_device(dev)?,
+            ));
+        }
+        self.moments = moments;
+        self.step = state.steps;
+        Ok(())
     }
 
     /// Clips `grads` (if configured), applies one AdamW update at the scheduled LR, and
@@ -190,8 +242,26 @@ impl AdamW {
             Some(max) => clip_grad_norm(&self.vars, &mut grads, max)?,
             None => global_grad_norm(&self.vars, &grads)?,
         };
-        self.inner.set_learning_rate(self.learning_rate());
-        self.inner.step(&grads)?;
+        let lr = self.learning_rate();
+        let (beta1, beta2) = (self.cfg.beta1, self.cfg.beta2);
+        let t = (self.step + 1) as i32;
+        let scale_m = 1.0 / (1.0 - beta1.powi(t));
+        let scale_v = 1.0 / (1.0 - beta2.powi(t));
+        let decay = 1.0 - lr * self.cfg.weight_decay;
+        for (var, (m, v)) in self.vars.iter().zip(self.moments.iter_mut()) {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let next_m = ((&*m * beta1)? + (g * (1.0 - beta1))?)?;
+            let next_v = ((&*v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+            let m_hat = (&next_m * scale_m)?;
+            let v_hat = (&next_v * scale_v)?;
+            let theta = (var.as_tensor() * decay)?;
+            let adjusted = (m_hat / (v_hat.sqrt()? + self.cfg.eps)?)?;
+            var.set(&(theta - (adjusted * lr)?)?)?;
+            *m = next_m;
+            *v = next_v;
+        }
         self.step += 1;
         Ok(norm)
     }

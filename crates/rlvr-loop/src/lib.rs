@@ -1,0 +1,33 @@
+//! The end-to-end RLVR loop behind `rlvr train`: the built-in policy and its supervised
+//! warm-up, prompt sources, the RL step (rollout → verify → advantages → update), held-out
+//! evaluation, checkpoints and resume.
+//!
+//! Module map:
+//! - [`config`]: `TrainConfig` (TOML + `--set`), presets through `[algorithm] preset`;
+//! - [`builtin`]: the built-in byte-level tokenizer and small Qwen2 policy;
+//! - [`warmup`]: supervised warm-up on worked solutions, cached;
+//! - [`prompts`]: prompt streams and rendering;
+//! - [`batch`]: packing (prompt, response) rows; response log-probs;
+//! - [`verify_pool`]: concurrent verification with timeouts;
+//! - [`trainer`]: one RL step;
+//! - [`evaluate`]: held-out evaluation;
+//! - [`checkpoint`]: checkpoints and resume state;
+//! - [`run`]: a whole run.
+
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod builtin;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod evaluate;
+pub mod prompts;
+pub mod run;
+pub mod trainer;
+pub mod verify_pool;
+pub mod warmup;
+
+pub use config::TrainConfig;
+pub use error::{LoopError, Result};
+pub use run::{train, RunOptions};

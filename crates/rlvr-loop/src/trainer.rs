@@ -1,0 +1,612 @@
+//! One RL step: draw prompts → sample G completions each → verify concurrently → shape
+//! rewards (overlong) → dynamic sampling refill → old-policy and reference log-probs →
+//! advantages → PPO epochs × mini-batches with gradient accumulation → optimiser step →
+//! metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use rlvr_model::{CausalLm, Mode, ModelDir};
+use rlvr_rollout::{Completion, Prompt, RolloutEngine, SamplingParams};
+use rlvr_train::advantages::{compute_advantages, AdvantageInputs, AdvantageParams};
+use rlvr_train::dapo::{soft_overlong_penalty, DynamicSampler, SamplingStatus};
+use rlvr_train::entropy::entropy_from_logits;
+use rlvr_train::kl::{apply_kl_penalty, kl_loss, kl_penalty};
+use rlvr_train::optim::{global_grad_norm, AdamW, GradAccumulator};
+use rlvr_train::policy::ppo_clip_loss;
+use rlvr_verify::{Outcome, Status, Verifier};
+use serde_json::{json, Map, Value};
+
+use crate::batch::{logprobs_from_logits, pack, response_logits, rows_to_tensor};
+use crate::config::TrainConfig;
+use crate::error::{LoopError, Result};
+use crate::evaluate::verify_jobs;
+use crate::prompts::{prompt_ids, prompt_text, PromptSource};
+use crate::verify_pool::verify_all;
+
+/// Logits of a micro-batch above this many elements are not materialised for the entropy
+/// metric (it is then reported as null).
+const ENTROPY_MAX_ELEMENTS: usize = 1 << 26;
+
+/// One sampled completion with its verdict.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Stream position of its prompt.
+    pub key: u64,
+    /// The prompt's token ids.
+    pub prompt_ids: Arc<Vec<u32>>,
+    /// The prompt's text.
+    pub prompt_text: Arc<String>,
+    /// Data source of the example.
+    pub data_source: String,
+    /// The completion.
+    pub completion: Completion,
+    /// The verifier's outcome.
+    pub outcome: Outcome,
+    /// Reward after shaping.
+    pub reward: f64,
+}
+
+/// Everything a step needs and updates.
+pub struct Trainer<'a> {
+    /// The configuration.
+    pub cfg: &'a TrainConfig,
+    /// The policy being trained.
+    pub policy: &'a ModelDir,
+    /// The frozen reference policy (when KL is used).
+    pub reference: Option<&'a CausalLm>,
+    /// The optimiser.
+    pub opt: &'a mut AdamW,
+    /// The reward.
+    pub verifier: Arc<dyn Verifier>,
+    /// Training prompts.
+    pub source: &'a PromptSource,
+    /// Runtime of the verifier pool.
+    pub rt: &'a tokio::runtime::Runtime,
+    /// Next stream position of the prompt source (checkpointed).
+    pub data_pos: u64,
+}
+
+/// The result of a step.
+pub struct StepOutput {
+    /// Metrics (numbers, and counts).
+    pub metrics: Map<String, Value>,
+    /// The samples (for the store).
+    pub samples: Vec<Sample>,
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+fn std_pop(xs: &[f64]) -> f64 {
+    let m = mean(xs);
+    mean(&xs.iter().map(|x| (x - m) * (x - m)).collect::<Vec<_>>()).sqrt()
+}
+
+/// One round's groups (one per prompt that was not filtered) and its metrics.
+type Round = (Vec<Vec<Sample>>, Map<String, Value>);
+
+/// Per-row log-probs, and the masked entropy sum and token count when computed.
+type InferOut = (Vec<Vec<f32>>, Option<(f64, f64)>);
+
+/// Per-row training data.
+struct Row {
+    prompt: Arc<Vec<u32>>,
+    response: Vec<u32>,
+    old: Vec<f32>,
+    reference: Vec<f32>,
+    adv: Vec<f32>,
+}
+
+impl Trainer<'_> {
+    fn device(&self) -> &Device {
+        self.policy.model.device()
+    }
+
+    fn pad_id(&self) -> u32 {
+        self.policy.model.config().pad_token_id.unwrap_or(0)
+    }
+
+    /// Samples and verifies one round of `count` prompts.
+    fn round(&mut self, count: usize, seed: u64) -> Result<Round> {
+        let cfg = self.cfg;
+        let tok = &self.policy.tokenizer;
+        let mut prompts = Vec::with_capacity(count);
+        let mut examples = Vec::with_capacity(count);
+        for i in 0..count {
+            let pos = self.data_pos + i as u64;
+            let ex = self.source.at(pos);
+            let text = prompt_text(tok, &ex, cfg.data.chat_template)?;
+            prompts.push(Prompt {
+                ids: prompt_ids(tok, &ex, cfg.data.chat_template)?,
+                key: pos,
+            });
+            examples.push((ex, Arc::new(text)));
+        }
+        self.data_pos += count as u64;
+        let engine =
+            RolloutEngine::from_model_dir(self.policy).with_options(cfg.rollout.engine.clone());
+        let params = SamplingParams {
+            temperature: cfg.rollout.temperature,
+            top_p: cfg.rollout.top_p,
+            top_k: cfg.rollout.top_k,
+            max_new_tokens: cfg.rollout.max_new_tokens,
+            stop: cfg.rollout.stop.clone(),
+            n: cfg.rollout.n,
+            max_prompt_len: Some(cfg.rollout.max_prompt_len),
+            seed,
+            ..SamplingParams::default()
+        };
+        let t = Instant::now();
+        let out = engine.generate_keyed(&prompts, &params)?;
+        let rollout_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let jobs = verify_jobs(&out.completions, |i| &examples[i].0);
+        let outcomes = verify_all(
+            self.rt,
+            &self.verifier,
+            jobs,
+            cfg.trainer.verify_concurrency,
+            Duration::from_millis(cfg.trainer.verify_timeout_ms),
+        );
+        let verify_s = t.elapsed().as_secs_f64();
+        let mut groups: Vec<Vec<Sample>> = vec![Vec::new(); count];
+        let ids: Vec<Arc<Vec<u32>>> = prompts.into_iter().map(|p| Arc::new(p.ids)).collect();
+        for (c, o) in out.completions.into_iter().zip(outcomes) {
+            let mut reward = o.score as f64;
+            if let Some(ol) = &self.cfg.algorithm.overlong {
+                reward += soft_overlong_penalty(
+                    c.tokens.len(),
+                    cfg.rollout.max_new_tokens,
+                    ol.buffer_len,
+                    ol.penalty_factor,
+                )?;
+            }
+            let (ex, text) = &examples[c.prompt_index];
+            groups[c.prompt_index].push(Sample {
+                key: prompts_key(self.data_pos, count, c.prompt_index),
+                prompt_ids: ids[c.prompt_index].clone(),
+                prompt_text: text.clone(),
+                data_source: ex.data_source.clone(),
+                completion: c,
+                outcome: o,
+                reward,
+            });
+        }
+        groups.retain(|g| !g.is_empty());
+        let mut m = Map::new();
+        m.insert("timing/rollout_s".into(), json!(rollout_s));
+        m.insert("timing/verify_s".into(), json!(verify_s));
+        m.insert(
+            "rollout/generated_tokens".into(),
+            json!(out.stats.generated_tokens),
+        );
+        m.insert("rollout/filtered_prompts".into(), json!(out.filtered.len()));
+        Ok((groups, m))
+    }
+
+    /// Runs step `step` (0-based).
+    pub fn step(&mut self, step: usize) -> Result<StepOutput> {
+        let cfg = self.cfg;
+        let started = Instant::now();
+        let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64);
+        let target = cfg.rollout.prompts_per_step;
+        let mut metrics = Map::new();
+        let mut rollout_s = 0.0;
+        let mut verify_s = 0.0;
+        let mut generated = 0u64;
+        let mut filtered = 0u64;
+        let mut all_samples: Vec<Sample> = Vec::new();
+        let mut rounds = 0usize;
+        let mut dropped_groups = 0usize;
+        let mut dyn_sampler = match &cfg.algorithm.dynamic_sampling {
+            Some(d) => Some(DynamicSampler::new(*d, target)?),
+            None => None,
+        };
+        let groups: Vec<Vec<Sample>> = loop {
+            rounds += 1;
+            let (groups, m) = self.round(target, seed.wrapping_add(rounds as u64 * 7919))?;
+            rollout_s += m["timing/rollout_s"].as_f64().unwrap_or(0.0);
+            verify_s += m["timing/verify_s"].as_f64().unwrap_or(0.0);
+            generated += m["rollout/generated_tokens"].as_u64().unwrap_or(0);
+            filtered += m["rollout/filtered_prompts"].as_u64().unwrap_or(0);
+            all_samples.extend(groups.iter().flatten().cloned());
+            let Some(ds) = dyn_sampler.as_mut() else {
+                break groups;
+            };
+            let offered: Vec<(Vec<Sample>, Vec<f64>)> = groups
+                .into_iter()
+                .map(|g| {
+                    let r = g.iter().map(|s| s.reward).collect();
+                    (g, r)
+                })
+                .collect();
+            dropped_groups += offered
+                .iter()
+                .filter(|(_, r)| !rlvr_train::dapo::keep_group(r, 0.0).unwrap_or(true))
+                .count();
+            match ds.offer(offered) {
+                Ok(SamplingStatus::Ready(g)) | Ok(SamplingStatus::Partial(g)) => break g,
+                Ok(SamplingStatus::NeedMore { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(step, "{e}; the step is skipped");
+                    break Vec::new();
+                }
+            }
+        };
+        metrics.insert("timing/rollout_s".into(), json!(rollout_s));
+        metrics.insert("timing/verify_s".into(), json!(verify_s));
+        metrics.insert("rollout/filtered_prompts".into(), json!(filtered));
+        metrics.insert("rollout/rounds".into(), json!(rounds));
+        if cfg.algorithm.dynamic_sampling.is_some() {
+            metrics.insert("rollout/dropped_groups".into(), json!(dropped_groups));
+        }
+        metrics.insert(
+            "rollout/tokens_per_s".into(),
+            json!(generated as f64 / rollout_s.max(1e-9)),
+        );
+        // Reward metrics over everything sampled this step (before any filtering).
+        let rewards: Vec<f64> = all_samples.iter().map(|s| s.reward).collect();
+        let n = all_samples.len().max(1) as f64;
+        metrics.insert("reward/mean".into(), json!(mean(&rewards)));
+        metrics.insert("reward/std".into(), json!(std_pop(&rewards)));
+        for st in Status::ALL {
+            let c = all_samples
+                .iter()
+                .filter(|s| s.outcome.status == st)
+                .count();
+            metrics.insert(format!("status/{}", st.as_str()), json!(c));
+        }
+        metrics.insert(
+            "accuracy".into(),
+            json!(
+                all_samples
+                    .iter()
+                    .filter(|s| s.outcome.status == Status::Correct)
+                    .count() as f64
+                    / n
+            ),
+        );
+        let lens: Vec<f64> = all_samples
+            .iter()
+            .map(|s| s.completion.tokens.len() as f64)
+            .collect();
+        metrics.insert("response_length/mean".into(), json!(mean(&lens)));
+        metrics.insert(
+            "response_length/max".into(),
+            json!(lens.iter().cloned().fold(0.0, f64::max)),
+        );
+        metrics.insert(
+            "response_length/truncation_rate".into(),
+            json!(
+                all_samples
+                    .iter()
+                    .filter(|s| s.completion.truncated)
+                    .count() as f64
+                    / n
+            ),
+        );
+        let samples: Vec<Sample> = groups.into_iter().flatten().collect();
+        if samples.is_empty() {
+            metrics.insert("skipped".into(), json!(1));
+            metrics.insert(
+                "timing/step_s".into(),
+                json!(started.elapsed().as_secs_f64()),
+            );
+            return Ok(StepOutput {
+                metrics,
+                samples: all_samples,
+            });
+        }
+        self.update(&samples, &mut metrics)?;
+        metrics.insert(
+            "timing/step_s".into(),
+            json!(started.elapsed().as_secs_f64()),
+        );
+        Ok(StepOutput {
+            metrics,
+            samples: all_samples,
+        })
+    }
+
+    /// Log-probs (and entropy) of `rows` under `model` without a graph, per micro-batch.
+    fn infer_logprobs(
+        &self,
+        model: &CausalLm,
+        rows: &[(&[u32], &[u32])],
+        want_entropy: bool,
+    ) -> Result<InferOut> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut ent = (0.0, 0.0);
+        let mut ent_ok = want_entropy;
+        for chunk in rows.chunks(self.cfg.trainer.micro_batch_size) {
+            let packed = pack(chunk, self.pad_id(), self.device())?;
+            let logits =
+                response_logits(model, &packed, Mode::Infer, self.cfg.rollout.temperature)?;
+            let lp = logprobs_from_logits(&logits, &packed)?.to_vec2::<f32>()?;
+            if ent_ok && logits.elem_count() <= ENTROPY_MAX_ELEMENTS {
+                let h = entropy_from_logits(&logits.to_dtype(DType::F32)?)?;
+                let hm = (h * &packed.mask)?.sum_all()?.to_scalar::<f32>()? as f64;
+                ent.0 += hm;
+                ent.1 += packed.mask_host.iter().sum::<f32>() as f64;
+            } else {
+                ent_ok = false;
+            }
+            for (i, (_, resp)) in chunk.iter().enumerate() {
+                out.push(lp[i][..resp.len()].to_vec());
+            }
+        }
+        Ok((out, ent_ok.then_some(ent)))
+    }
+
+    fn update(&mut self, samples: &[Sample], metrics: &mut Map<String, Value>) -> Result<()> {
+        let cfg = self.cfg;
+        let algo = &cfg.algorithm;
+        let device = self.device().clone();
+        let t = Instant::now();
+        let pairs: Vec<(&[u32], &[u32])> = samples
+            .iter()
+            .map(|s| (&s.prompt_ids[..], &s.completion.tokens[..]))
+            .collect();
+        let (old, entropy) = self.infer_logprobs(&self.policy.model, &pairs, true)?;
+        metrics.insert(
+            "timing/old_logprob_s".into(),
+            json!(t.elapsed().as_secs_f64()),
+        );
+        if let Some((sum, count)) = entropy {
+            metrics.insert("actor/entropy".into(), json!(sum / count.max(1.0)));
+        }
+        // Sampler/trainer mismatch (interfaces.md: reported, not used).
+        let mut diff = (0.0f64, 0usize);
+        for (s, o) in samples.iter().zip(&old) {
+            for (a, b) in s.completion.logprobs.iter().zip(o) {
+                diff.0 += (*a as f64 - *b as f64).abs();
+                diff.1 += 1;
+            }
+        }
+        metrics.insert(
+            "rollout/logprob_mismatch".into(),
+            json!(diff.0 / diff.1.max(1) as f64),
+        );
+        let use_ref = algo.kl.use_kl_loss || algo.kl.use_kl_in_reward;
+        let reference = if use_ref {
+            let r = self.reference.ok_or_else(|| {
+                LoopError::Other("KL is configured but no reference model is loaded".into())
+            })?;
+            let t = Instant::now();
+            let (lp, _) = self.infer_logprobs(r, &pairs, false)?;
+            metrics.insert(
+                "timing/ref_logprob_s".into(),
+                json!(t.elapsed().as_secs_f64()),
+            );
+            lp
+        } else {
+            old.iter().map(|o| vec![0.0; o.len()]).collect()
+        };
+        // (B, R) tensors over the whole batch.
+        let r_max = samples
+            .iter()
+            .map(|s| s.completion.tokens.len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let b = samples.len();
+        let mut scores = vec![0f32; b * r_max];
+        let mut mask = vec![0f32; b * r_max];
+        for (i, s) in samples.iter().enumerate() {
+            let len = s.completion.tokens.len();
+            for j in 0..len {
+                mask[i * r_max + j] = 1.0;
+            }
+            if len > 0 {
+                scores[i * r_max + len - 1] = s.reward as f32;
+            }
+        }
+        if algo.overlong_filter {
+            for (i, s) in samples.iter().enumerate() {
+                if s.completion.truncated {
+                    mask[i * r_max..(i + 1) * r_max]
+                        .iter_mut()
+                        .for_each(|m| *m = 0.0);
+                }
+            }
+        }
+        let mask_t = Tensor::from_vec(mask.clone(), (b, r_max), &device)?;
+        let mut token_rewards = Tensor::from_vec(scores, (b, r_max), &device)?;
+        let old_refs: Vec<&[f32]> = old.iter().map(|v| &v[..]).collect();
+        let ref_refs: Vec<&[f32]> = reference.iter().map(|v| &v[..]).collect();
+        let old_t = rows_to_tensor(&old_refs, r_max, &device)?;
+        let ref_t = rows_to_tensor(&ref_refs, r_max, &device)?;
+        if use_ref {
+            let k = kl_penalty(&old_t, &ref_t, algo.kl.kl_loss_type)?;
+            let kl = rlvr_train::host::masked_mean_tensor(&k, &mask_t)?;
+            metrics.insert("actor/kl_ref".into(), json!(kl));
+        }
+        if algo.kl.use_kl_in_reward {
+            let (r, kl) = apply_kl_penalty(
+                &token_rewards,
+                &old_t,
+                &ref_t,
+                &mask_t,
+                algo.kl.kl_penalty,
+                algo.kl.kl_reward_coef,
+            )?;
+            token_rewards = r;
+            metrics.insert("actor/reward_kl_penalty".into(), json!(kl));
+        }
+        let index: Vec<u64> = samples.iter().map(|s| s.key).collect();
+        let (adv, _) = compute_advantages(
+            algo.adv_estimator,
+            &AdvantageInputs {
+                token_level_rewards: &token_rewards.to_dtype(DType::F64)?,
+                mask: &mask_t.to_dtype(DType::F64)?,
+                index: Some(&index),
+                values: None,
+                reward_baselines: None,
+            },
+            &AdvantageParams {
+                gamma: algo.gamma,
+                lam: algo.lam,
+                grpo: algo.grpo,
+            },
+        )?;
+        let adv = adv.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let rows: Vec<Row> = samples
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Row {
+                prompt: s.prompt_ids.clone(),
+                response: s.completion.tokens.clone(),
+                old: old[i].clone(),
+                reference: reference[i].clone(),
+                adv: adv[i].clone(),
+            })
+            .collect();
+        let adv_flat: Vec<f64> = rows
+            .iter()
+            .zip(mask.chunks(r_max))
+            .flat_map(|(r, m)| {
+                r.adv
+                    .iter()
+                    .zip(m)
+                    .filter(|(_, m)| **m > 0.0)
+                    .map(|(a, _)| *a as f64)
+            })
+            .collect();
+        metrics.insert("actor/advantage_mean".into(), json!(mean(&adv_flat)));
+        metrics.insert(
+            "actor/advantage_abs_mean".into(),
+            json!(mean(&adv_flat.iter().map(|a| a.abs()).collect::<Vec<_>>())),
+        );
+
+        // PPO epochs × mini-batches, each accumulated over micro-batches.
+        let t = Instant::now();
+        let vars = self.policy.model.vars();
+        let mini = b.div_ceil(cfg.trainer.mini_batches);
+        let mut pg_losses = Vec::new();
+        let mut clipfracs = Vec::new();
+        let mut ppo_kls = Vec::new();
+        let mut grad_norms = Vec::new();
+        let mut skipped = 0usize;
+        let mut updates = 0usize;
+        for _epoch in 0..cfg.trainer.ppo_epochs {
+            for (mb_i, mb_rows) in rows.chunks(mini).enumerate() {
+                let mb_start = mb_i * mini;
+                let mb_mask = Tensor::from_vec(
+                    mask[mb_start * r_max..(mb_start + mb_rows.len()) * r_max].to_vec(),
+                    (mb_rows.len(), r_max),
+                    &device,
+                )?;
+                let norm = algo
+                    .loss_agg_mode
+                    .normaliser(&mb_mask, algo.loss_scale_factor)?;
+                let mut acc = GradAccumulator::new(vars.clone());
+                let mut mb_loss = 0.0f64;
+                let mut finite = true;
+                for (mi, micro) in mb_rows.chunks(cfg.trainer.micro_batch_size).enumerate() {
+                    let first = mb_start + mi * cfg.trainer.micro_batch_size;
+                    let pairs: Vec<(&[u32], &[u32])> = micro
+                        .iter()
+                        .map(|r| (&r.prompt[..], &r.response[..]))
+                        .collect();
+                    let packed = pack(&pairs, self.pad_id(), &device)?;
+                    let w = packed.response_len;
+                    let m_rows: Vec<&[f32]> = (0..micro.len())
+                        .map(|k| &mask[(first + k) * r_max..(first + k) * r_max + w.min(r_max)])
+                        .collect();
+                    let m_t = rows_to_tensor(&m_rows, w, &device)?;
+                    let old_t = rows_to_tensor(
+                        &micro.iter().map(|r| &r.old[..]).collect::<Vec<_>>(),
+                        w,
+                        &device,
+                    )?;
+                    let adv_t = rows_to_tensor(
+                        &micro.iter().map(|r| &r.adv[..]).collect::<Vec<_>>(),
+                        w,
+                        &device,
+                    )?;
+                    let logits = response_logits(
+                        &self.policy.model,
+                        &packed,
+                        Mode::Train,
+                        cfg.rollout.temperature,
+                    )?;
+                    let logp = logprobs_from_logits(&logits, &packed)?;
+                    let pl = ppo_clip_loss(&logp, &old_t, &adv_t, &m_t, &algo.clip, &norm)?;
+                    let mut loss = pl.loss.clone();
+                    if algo.kl.use_kl_loss {
+                        let ref_t = rows_to_tensor(
+                            &micro.iter().map(|r| &r.reference[..]).collect::<Vec<_>>(),
+                            w,
+                            &device,
+                        )?;
+                        let kl = kl_loss(&logp, &ref_t, &m_t, algo.kl.kl_loss_type, &norm)?;
+                        loss = (loss + kl.affine(algo.kl.kl_loss_coef, 0.0)?)?;
+                    }
+                    if algo.entropy_coeff != 0.0 {
+                        let ent = rlvr_train::entropy::entropy_loss(&logits, &m_t, &norm)?;
+                        loss = (loss - ent.affine(algo.entropy_coeff, 0.0)?)?;
+                    }
+                    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                    if !value.is_finite() {
+                        finite = false;
+                        break;
+                    }
+                    mb_loss += value;
+                    let tokens = m_rows.iter().map(|r| r.iter().sum::<f32>()).sum::<f32>() as f64;
+                    clipfracs.push((pl.clipfrac, tokens));
+                    ppo_kls.push((pl.ppo_kl, tokens));
+                    acc.backward(&loss)?;
+                }
+                if !finite {
+                    tracing::warn!("non-finite loss: the optimiser step is skipped");
+                    skipped += 1;
+                    continue;
+                }
+                let grads = acc.take()?;
+                let gn = global_grad_norm(&vars, &grads)?;
+                if !gn.is_finite() {
+                    tracing::warn!(
+                        grad_norm = gn,
+                        "non-finite gradient: the optimiser step is skipped"
+                    );
+                    skipped += 1;
+                    continue;
+                }
+                metrics.insert("actor/lr".into(), json!(self.opt.learning_rate()));
+                self.opt.step(grads)?;
+                updates += 1;
+                pg_losses.push(mb_loss);
+                grad_norms.push(gn);
+            }
+        }
+        let weighted = |xs: &[(f64, f64)]| {
+            let w: f64 = xs.iter().map(|x| x.1).sum();
+            if w > 0.0 {
+                xs.iter().map(|x| x.0 * x.1).sum::<f64>() / w
+            } else {
+                0.0
+            }
+        };
+        metrics.insert("timing/update_s".into(), json!(t.elapsed().as_secs_f64()));
+        metrics.insert("actor/loss".into(), json!(mean(&pg_losses)));
+        metrics.insert("actor/pg_clipfrac".into(), json!(weighted(&clipfracs)));
+        metrics.insert("actor/ppo_kl".into(), json!(weighted(&ppo_kls)));
+        metrics.insert("actor/grad_norm".into(), json!(mean(&grad_norms)));
+        metrics.insert("actor/updates".into(), json!(updates));
+        metrics.insert("actor/skipped_updates".into(), json!(skipped));
+        metrics.insert("actor/optimizer_steps".into(), json!(self.opt.steps()));
+        Ok(())
+    }
+}
+
+/// The stream position of prompt `i` of a round of `count` prompts that ended at `end`.
+fn prompts_key(end: u64, count: usize, i: usize) -> u64 {
+    end - count as u64 + i as u64
+}

@@ -1,0 +1,116 @@
+//! Concurrent verification: a bounded number of verifier calls in flight on tokio's blocking
+//! pool, each with a timeout. A timeout or a panicking verifier is an `error` outcome; the
+//! run goes on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rlvr_verify::{Outcome, RewardMapping, Verifier, VerifyInput};
+use serde_json::{json, Value};
+
+/// One verifier call.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The completion text.
+    pub response: String,
+    /// The reference.
+    pub ground_truth: Value,
+    /// Metadata (`data_source`, `extra_info`, …).
+    pub metadata: Value,
+}
+
+/// Verifies `jobs` with at most `concurrency` calls in flight, each bounded by `timeout`.
+/// Outcomes come back in the order of `jobs`.
+pub fn verify_all(
+    rt: &tokio::runtime::Runtime,
+    verifier: &Arc<dyn Verifier>,
+    jobs: Vec<Job>,
+    concurrency: usize,
+    timeout: Duration,
+) -> Vec<Outcome> {
+    let mapping = RewardMapping::default();
+    rt.block_on(async {
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut handles = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let sem = sem.clone();
+            let v = verifier.clone();
+            handles.push(tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore never closed");
+                let call = tokio::task::spawn_blocking(move || {
+                    v.verify(&VerifyInput {
+                        response: &job.response,
+                        ground_truth: &job.ground_truth,
+                        metadata: &job.metadata,
+                    })
+                });
+                match tokio::time::timeout(timeout, call).await {
+                    Ok(Ok(o)) => o,
+                    Ok(Err(e)) => Outcome::error(&mapping, format!("verifier panicked: {e}")),
+                    Err(_) => Outcome::with_status(
+                        rlvr_verify::Status::Error,
+                        &mapping,
+                        json!({"reason": "timeout", "timeout_ms": timeout.as_millis() as u64}),
+                    ),
+                }
+            }));
+        }
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(match h.await {
+                Ok(o) => o,
+                Err(e) => Outcome::error(&mapping, format!("verification task failed: {e}")),
+            });
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Slow;
+    impl Verifier for Slow {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
+            match input.response {
+                "sleep" => std::thread::sleep(Duration::from_millis(2000)),
+                "panic" => panic!("boom"),
+                _ => {}
+            }
+            Outcome::with_status(
+                rlvr_verify::Status::Correct,
+                &RewardMapping::default(),
+                json!({}),
+            )
+        }
+    }
+
+    #[test]
+    fn timeouts_and_panics_are_error_outcomes_in_order() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let v: Arc<dyn Verifier> = Arc::new(Slow);
+        let job = |r: &str| Job {
+            response: r.into(),
+            ground_truth: json!("1"),
+            metadata: json!({}),
+        };
+        let out = verify_all(
+            &rt,
+            &v,
+            vec![job("ok"), job("sleep"), job("panic"), job("ok")],
+            2,
+            Duration::from_millis(200),
+        );
+        let st: Vec<_> = out.iter().map(|o| o.status.as_str()).collect();
+        assert_eq!(st, ["correct", "error", "error", "correct"]);
+        assert_eq!(out[1].details["reason"], "timeout");
+    }
+}
