@@ -2,19 +2,18 @@
 //! accuracy, mean score, statuses, response length and truncation.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rlvr_data::Example;
 use rlvr_model::ModelDir;
 use rlvr_rollout::{Prompt, RolloutEngine, SamplingParams};
-use rlvr_verify::{Status, Verifier};
+use rlvr_verify::Status;
 use serde::Serialize;
 
 use crate::config::TrainConfig;
 use crate::error::Result;
 use crate::prompts::{metadata, prompt_ids};
-use crate::verify_pool::{verify_all, Job};
+use crate::verify_pool::{verify_all, Job, Verifiers};
 
 /// An evaluation's summary.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -49,7 +48,7 @@ pub struct EvalResult {
 pub fn evaluate(
     md: &ModelDir,
     examples: &[Example],
-    verifier: &Arc<dyn Verifier>,
+    verifiers: &Verifiers,
     cfg: &TrainConfig,
     rt: &tokio::runtime::Runtime,
 ) -> Result<EvalResult> {
@@ -57,7 +56,7 @@ pub fn evaluate(
     let mut r = evaluate_at(
         md,
         examples,
-        verifier,
+        verifiers,
         cfg,
         rt,
         cfg.eval.temperature,
@@ -66,7 +65,7 @@ pub fn evaluate(
     if cfg.eval.temperature == 0.0 {
         r.greedy_accuracy = Some(r.accuracy);
     } else if cfg.eval.greedy {
-        let g = evaluate_at(md, examples, verifier, cfg, rt, 0.0, 1)?;
+        let g = evaluate_at(md, examples, verifiers, cfg, rt, 0.0, 1)?;
         r.greedy_accuracy = Some(g.accuracy);
     }
     r.seconds = started.elapsed().as_secs_f64();
@@ -76,7 +75,7 @@ pub fn evaluate(
 fn evaluate_at(
     md: &ModelDir,
     examples: &[Example],
-    verifier: &Arc<dyn Verifier>,
+    verifiers: &Verifiers,
     cfg: &TrainConfig,
     rt: &tokio::runtime::Runtime,
     temperature: f64,
@@ -114,10 +113,9 @@ fn evaluate_at(
         ..SamplingParams::default()
     };
     let out = engine.generate_keyed(&prompts, &params)?;
-    let jobs = verify_jobs(&out.completions, |i| &examples[i]);
+    let jobs = verify_jobs(&out.completions, |i| &examples[i], verifiers);
     let outcomes = verify_all(
         rt,
-        verifier,
         jobs,
         cfg.trainer.verify_concurrency,
         Duration::from_millis(cfg.trainer.verify_timeout_ms),
@@ -154,12 +152,14 @@ fn evaluate_at(
 pub fn verify_jobs<'e>(
     completions: &[rlvr_rollout::Completion],
     example_of: impl Fn(usize) -> &'e Example,
+    verifiers: &Verifiers,
 ) -> Vec<Job> {
     completions
         .iter()
         .map(|c| {
             let ex = example_of(c.prompt_index);
             Job {
+                verifier: verifiers.for_source(&ex.data_source).clone(),
                 response: response_text(c),
                 ground_truth: ex.ground_truth.clone(),
                 metadata: metadata(ex),

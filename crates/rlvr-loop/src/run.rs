@@ -20,6 +20,7 @@ use crate::error::{LoopError, Result};
 use crate::evaluate::{evaluate, EvalResult};
 use crate::prompts::PromptSource;
 use crate::trainer::{Sample, Trainer};
+use crate::verify_pool::Verifiers;
 use crate::warmup;
 
 /// How to run.
@@ -216,7 +217,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
     } else {
         None
     };
-    let verifier = rlvr_verify::registry::from_spec(&cfg.verifier)
+    let verifiers = Verifiers::new(&cfg.verifier, &cfg.verifier_by_source)
         .map_err(|e| LoopError::config("verifier", e.to_string()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -266,7 +267,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
     } else if let Some(v) = store.get_state("eval_before")? {
         serde_json::from_value(v).ok()
     } else {
-        let r = evaluate(&policy, &heldout, &verifier, &cfg, &rt)?;
+        let r = evaluate(&policy, &heldout, &verifiers, &cfg, &rt)?;
         tracing::info!(accuracy = r.accuracy, "held-out accuracy before RL");
         store.put_state("eval_before", &json!(r))?;
         store.flush()?;
@@ -286,7 +287,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         policy: &policy,
         reference: reference.as_ref().map(|r| &r.model),
         opt: &mut opt,
-        verifier: verifier.clone(),
+        verifiers: &verifiers,
         source: &source,
         rt: &rt,
         data_pos: resume_state.as_ref().map_or(0, |s| s.data_pos),
@@ -306,7 +307,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         let out = trainer.step(step)?;
         let mut m = out.metrics;
         if cfg.eval.every > 0 && (step + 1) % cfg.eval.every == 0 && step + 1 < steps {
-            let r = evaluate(trainer.policy, &heldout, &verifier, &cfg, &rt)?;
+            let r = evaluate(trainer.policy, &heldout, &verifiers, &cfg, &rt)?;
             m.insert("eval/accuracy".into(), json!(r.accuracy));
             if let Some(g) = r.greedy_accuracy {
                 m.insert("eval/greedy_accuracy".into(), json!(g));
@@ -375,7 +376,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         }
     }
     let eval_after = if cfg.eval.after {
-        let r = evaluate(&policy, &heldout, &verifier, &cfg, &rt)?;
+        let r = evaluate(&policy, &heldout, &verifiers, &cfg, &rt)?;
         eprintln!("eval after RL: {}", describe(&r));
         Some(r)
     } else {

@@ -15,7 +15,7 @@ use rlvr_train::entropy::entropy_from_logits;
 use rlvr_train::kl::{apply_kl_penalty, kl_loss, kl_penalty};
 use rlvr_train::optim::{global_grad_norm, AdamW, GradAccumulator};
 use rlvr_train::policy::ppo_clip_loss;
-use rlvr_verify::{Outcome, Status, Verifier};
+use rlvr_verify::{Outcome, Status};
 use serde_json::{json, Map, Value};
 
 use crate::batch::{logprobs_from_logits, pack, response_logits, rows_to_tensor};
@@ -23,7 +23,7 @@ use crate::config::TrainConfig;
 use crate::error::{LoopError, Result};
 use crate::evaluate::verify_jobs;
 use crate::prompts::{prompt_ids, prompt_text, PromptSource};
-use crate::verify_pool::verify_all;
+use crate::verify_pool::{verify_all, Verifiers};
 
 /// Logits of a micro-batch above this many elements are not materialised for the entropy
 /// metric (it is then reported as null).
@@ -58,8 +58,8 @@ pub struct Trainer<'a> {
     pub reference: Option<&'a CausalLm>,
     /// The optimiser.
     pub opt: &'a mut AdamW,
-    /// The reward.
-    pub verifier: Arc<dyn Verifier>,
+    /// The reward (per data source).
+    pub verifiers: &'a Verifiers,
     /// Training prompts.
     pub source: &'a PromptSource,
     /// Runtime of the verifier pool.
@@ -147,10 +147,9 @@ impl Trainer<'_> {
         let out = engine.generate_keyed(&prompts, &params)?;
         let rollout_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let jobs = verify_jobs(&out.completions, |i| &examples[i].0);
+        let jobs = verify_jobs(&out.completions, |i| &examples[i].0, self.verifiers);
         let outcomes = verify_all(
             self.rt,
-            &self.verifier,
             jobs,
             cfg.trainer.verify_concurrency,
             Duration::from_millis(cfg.trainer.verify_timeout_ms),
@@ -491,6 +490,7 @@ impl Trainer<'_> {
         let mini = b.div_ceil(cfg.trainer.mini_batches);
         let mut pg_losses = Vec::new();
         let mut clipfracs = Vec::new();
+        let mut clipfracs_lower = Vec::new();
         let mut ppo_kls = Vec::new();
         let mut grad_norms = Vec::new();
         let mut skipped = 0usize;
@@ -561,6 +561,7 @@ impl Trainer<'_> {
                     mb_loss += value;
                     let tokens = m_rows.iter().map(|r| r.iter().sum::<f32>()).sum::<f32>() as f64;
                     clipfracs.push((pl.clipfrac, tokens));
+                    clipfracs_lower.push((pl.clipfrac_lower, tokens));
                     ppo_kls.push((pl.ppo_kl, tokens));
                     acc.backward(&loss)?;
                 }
@@ -597,6 +598,10 @@ impl Trainer<'_> {
         metrics.insert("timing/update_s".into(), json!(t.elapsed().as_secs_f64()));
         metrics.insert("actor/loss".into(), json!(mean(&pg_losses)));
         metrics.insert("actor/pg_clipfrac".into(), json!(weighted(&clipfracs)));
+        metrics.insert(
+            "actor/pg_clipfrac_lower".into(),
+            json!(weighted(&clipfracs_lower)),
+        );
         metrics.insert("actor/ppo_kl".into(), json!(weighted(&ppo_kls)));
         metrics.insert("actor/grad_norm".into(), json!(mean(&grad_norms)));
         metrics.insert("actor/updates".into(), json!(updates));

@@ -2,15 +2,55 @@
 //! pool, each with a timeout. A timeout or a panicking verifier is an `error` outcome; the
 //! run goes on.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rlvr_verify::{Outcome, RewardMapping, Verifier, VerifyInput};
 use serde_json::{json, Value};
 
+/// The verifiers of a run: one per `data_source` where configured, else the default.
+#[derive(Clone)]
+pub struct Verifiers {
+    default: Arc<dyn Verifier>,
+    by_source: BTreeMap<String, Arc<dyn Verifier>>,
+}
+
+impl Verifiers {
+    /// Builds the default spec and the per-source specs (registry specs: a name or an object).
+    pub fn new(
+        default: &Value,
+        by_source: &BTreeMap<String, Value>,
+    ) -> Result<Self, rlvr_verify::VerifyError> {
+        let mut map = BTreeMap::new();
+        for (source, spec) in by_source {
+            map.insert(source.clone(), rlvr_verify::registry::from_spec(spec)?);
+        }
+        Ok(Verifiers {
+            default: rlvr_verify::registry::from_spec(default)?,
+            by_source: map,
+        })
+    }
+
+    /// One verifier for everything.
+    pub fn single(v: Arc<dyn Verifier>) -> Self {
+        Verifiers {
+            default: v,
+            by_source: BTreeMap::new(),
+        }
+    }
+
+    /// The verifier of a data source.
+    pub fn for_source(&self, data_source: &str) -> &Arc<dyn Verifier> {
+        self.by_source.get(data_source).unwrap_or(&self.default)
+    }
+}
+
 /// One verifier call.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Job {
+    /// The verifier to call.
+    pub verifier: Arc<dyn Verifier>,
     /// The completion text.
     pub response: String,
     /// The reference.
@@ -23,7 +63,6 @@ pub struct Job {
 /// Outcomes come back in the order of `jobs`.
 pub fn verify_all(
     rt: &tokio::runtime::Runtime,
-    verifier: &Arc<dyn Verifier>,
     jobs: Vec<Job>,
     concurrency: usize,
     timeout: Duration,
@@ -34,7 +73,7 @@ pub fn verify_all(
         let mut handles = Vec::with_capacity(jobs.len());
         for job in jobs {
             let sem = sem.clone();
-            let v = verifier.clone();
+            let v = job.verifier.clone();
             handles.push(tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore never closed");
                 let call = tokio::task::spawn_blocking(move || {
@@ -90,6 +129,16 @@ mod tests {
     }
 
     #[test]
+    fn verifiers_are_chosen_by_data_source() {
+        let by: BTreeMap<String, Value> = [("arithmetic".to_string(), json!("format"))].into();
+        let v = Verifiers::new(&json!("math"), &by).unwrap();
+        assert_eq!(v.for_source("arithmetic").name(), "format");
+        assert_eq!(v.for_source("gsm8k").name(), "math");
+        let bad: BTreeMap<String, Value> = [("x".to_string(), json!("nonsense"))].into();
+        assert!(Verifiers::new(&json!("math"), &bad).is_err());
+    }
+
+    #[test]
     fn timeouts_and_panics_are_error_outcomes_in_order() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -98,13 +147,13 @@ mod tests {
             .unwrap();
         let v: Arc<dyn Verifier> = Arc::new(Slow);
         let job = |r: &str| Job {
+            verifier: v.clone(),
             response: r.into(),
             ground_truth: json!("1"),
             metadata: json!({}),
         };
         let out = verify_all(
             &rt,
-            &v,
             vec![job("ok"), job("sleep"), job("panic"), job("ok")],
             2,
             Duration::from_millis(200),
