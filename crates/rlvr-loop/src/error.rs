@@ -36,6 +36,9 @@ pub enum LoopError {
     /// Data loading.
     #[error(transparent)]
     Data(#[from] rlvr_data::DataError),
+    /// Prompt rendering and evaluation (boxed: it nests the other crates' errors).
+    #[error(transparent)]
+    Eval(Box<rlvr_eval::EvalError>),
     /// The run store.
     #[error(transparent)]
     Store(#[from] rlvr_store::StoreError),
@@ -45,6 +48,12 @@ pub enum LoopError {
     /// Anything else, described.
     #[error("{0}")]
     Other(String),
+}
+
+impl From<rlvr_eval::EvalError> for LoopError {
+    fn from(e: rlvr_eval::EvalError) -> Self {
+        LoopError::Eval(Box::new(e))
+    }
 }
 
 impl LoopError {

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::config::TrainConfig;
 use crate::error::Result;
-use crate::prompts::{metadata, prompt_ids};
-use crate::verify_pool::{verify_all, Job, Verifiers};
+use crate::prompts::prompt_ids;
+use rlvr_eval::verify_pool::{verify_all, verify_jobs, Verifiers};
 
 /// An evaluation's summary.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -146,32 +146,4 @@ fn evaluate_at(
         filtered_prompts: out.filtered.len(),
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// One verifier call per completion; `example_of(prompt_index)` gives its example.
-pub fn verify_jobs<'e>(
-    completions: &[rlvr_rollout::Completion],
-    example_of: impl Fn(usize) -> &'e Example,
-    verifiers: &Verifiers,
-) -> Vec<Job> {
-    completions
-        .iter()
-        .map(|c| {
-            let ex = example_of(c.prompt_index);
-            Job {
-                verifier: verifiers.for_source(&ex.data_source).clone(),
-                response: response_text(c),
-                ground_truth: ex.ground_truth.clone(),
-                metadata: metadata(ex),
-            }
-        })
-        .collect()
-}
-
-/// The text a verifier sees: everything before a stop string, else the whole completion.
-pub fn response_text(c: &rlvr_rollout::Completion) -> String {
-    match c.stop_offset {
-        Some(off) => c.text[..off].to_string(),
-        None => c.text.clone(),
-    }
 }

@@ -8,7 +8,6 @@
 //! - [`warmup`]: supervised warm-up on worked solutions, cached;
 //! - [`prompts`]: prompt streams and rendering;
 //! - [`batch`]: packing (prompt, response) rows; response log-probs;
-//! - [`verify_pool`]: concurrent verification with timeouts;
 //! - [`trainer`]: one RL step;
 //! - [`evaluate`]: held-out evaluation;
 //! - [`checkpoint`]: checkpoints and resume state;
@@ -25,9 +24,9 @@ pub mod evaluate;
 pub mod prompts;
 pub mod run;
 pub mod trainer;
-pub mod verify_pool;
 pub mod warmup;
 
 pub use config::TrainConfig;
 pub use error::{LoopError, Result};
+pub use rlvr_eval::verify_pool;
 pub use run::{train, RunOptions};

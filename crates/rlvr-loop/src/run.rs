@@ -20,8 +20,8 @@ use crate::error::{LoopError, Result};
 use crate::evaluate::{evaluate, EvalResult};
 use crate::prompts::PromptSource;
 use crate::trainer::{Sample, Trainer};
-use crate::verify_pool::Verifiers;
 use crate::warmup;
+use rlvr_eval::verify_pool::Verifiers;
 
 /// How to run.
 #[derive(Clone, Debug, Default)]

@@ -21,9 +21,9 @@ use serde_json::{json, Map, Value};
 use crate::batch::{logprobs_from_logits, pack, response_logits, rows_to_tensor};
 use crate::config::TrainConfig;
 use crate::error::{LoopError, Result};
-use crate::evaluate::verify_jobs;
-use crate::prompts::{prompt_ids, prompt_text, PromptSource};
-use crate::verify_pool::{verify_all, Verifiers};
+use crate::prompts::{prompt_text_and_ids, PromptSource};
+use rlvr_eval::verify_pool::verify_jobs;
+use rlvr_eval::verify_pool::{verify_all, Verifiers};
 
 /// Logits of a micro-batch above this many elements are not materialised for the entropy
 /// metric (it is then reported as null).
@@ -122,11 +122,8 @@ impl Trainer<'_> {
         for i in 0..count {
             let pos = self.data_pos + i as u64;
             let ex = self.source.at(pos);
-            let text = prompt_text(tok, &ex, cfg.data.chat_template)?;
-            prompts.push(Prompt {
-                ids: prompt_ids(tok, &ex, cfg.data.chat_template)?,
-                key: pos,
-            });
+            let (text, ids) = prompt_text_and_ids(tok, &ex, cfg.data.chat_template)?;
+            prompts.push(Prompt { ids, key: pos });
             examples.push((ex, Arc::new(text)));
         }
         self.data_pos += count as u64;
@@ -226,9 +223,10 @@ impl Trainer<'_> {
                     (g, r)
                 })
                 .collect();
+            let min_std = cfg.algorithm.dynamic_sampling.map_or(0.0, |d| d.min_std);
             dropped_groups += offered
                 .iter()
-                .filter(|(_, r)| !rlvr_train::dapo::keep_group(r, 0.0).unwrap_or(true))
+                .filter(|(_, r)| !rlvr_train::dapo::keep_group(r, min_std).unwrap_or(true))
                 .count();
             match ds.offer(offered) {
                 Ok(SamplingStatus::Ready(g)) | Ok(SamplingStatus::Partial(g)) => break g,
