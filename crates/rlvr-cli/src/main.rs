@@ -8,9 +8,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod alloc;
+mod eval_cmd;
 mod model_cmd;
 mod sample_cmd;
 mod selftest_cmd;
+mod serve_cmd;
 mod train_cmd;
 mod verify_cmd;
 
@@ -44,8 +46,13 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Sample G completions per prompt with the rollout engine (JSONL in, JSONL out).
     Sample(sample_cmd::SampleArgs),
+    /// Evaluate a model on a dataset: pass@k, maj@k, mean@k, statuses, per-subset tables.
+    Eval(eval_cmd::EvalArgs),
     /// Score completions with a verifier: JSONL lines in, one JSONL result per line out.
     Verify(verify_cmd::VerifyArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API (completions, chat completions;
+    /// loopback by default).
+    Serve(serve_cmd::ServeArgs),
     /// Check this build against reference numbers (e.g. golden files produced by verl).
     Selftest {
         #[command(subcommand)]
@@ -80,6 +87,8 @@ fn main() {
         Command::Train(args) => train_cmd::run(args),
         Command::Sample(args) => sample_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
         Command::Selftest { command } => selftest_cmd::run(command),
     };
     if let Err(e) = result {

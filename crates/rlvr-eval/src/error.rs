@@ -15,6 +15,9 @@ pub enum EvalError {
     /// Data loading.
     #[error(transparent)]
     Data(#[from] rlvr_data::DataError),
+    /// The run directory or its store.
+    #[error(transparent)]
+    Store(#[from] rlvr_store::StoreError),
     /// Anything else, described.
     #[error("{0}")]
     Other(String),
