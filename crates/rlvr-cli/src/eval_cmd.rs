@@ -1,5 +1,5 @@
 //! `rlvr eval`: pass@K / maj@K / mean@K of a model on a dataset, with the in-process rollout
-//! engine. The work is in `rlvr_eval::run`; this parses arguments and prints.
+//! engine or an OpenAI-compatible server (`--endpoint`). The work is in `rlvr_eval::run`; this parses arguments and prints.
 //!
 //! Writes `samples.jsonl`, `summary.json`, `report.md` and `plots/` to the run directory
 //! (`--out`, default `runs/<time>-eval-<dataset>/`), prints the summary JSON on stdout and a
@@ -7,18 +7,36 @@
 //! `--resume DIR`, continues an interrupted evaluation without sampling cached problems again.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use rlvr_eval::run::{build_verifiers, digest, load_data, prepare_run, resume_run};
-use rlvr_eval::{EngineBackend, EvalConfig};
+use rlvr_eval::{EngineBackend, EvalConfig, HttpBackend};
 use rlvr_model::ModelDir;
+use rlvr_serve::client::ClientOptions;
 
 #[derive(Args)]
 pub struct EvalArgs {
     /// Hugging Face model directory to evaluate in-process.
-    #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "endpoint"], conflicts_with_all = ["resume", "endpoint"])]
     model: Option<PathBuf>,
+    /// An OpenAI-compatible server to evaluate instead (`http://host:port` or `.../v1`;
+    /// vLLM, SGLang, `rlvr serve`): chat prompts go to /v1/chat/completions.
+    #[arg(long, conflicts_with = "resume")]
+    endpoint: Option<String>,
+    /// The `model` field sent to --endpoint (default: the server's first listed model).
+    #[arg(long, requires = "endpoint")]
+    api_model: Option<String>,
+    /// Deadline of one HTTP attempt in milliseconds (--endpoint).
+    #[arg(long, default_value_t = 300_000)]
+    request_timeout_ms: u64,
+    /// Retries of a failed HTTP request: connection errors, timeouts, 429 and 5xx (--endpoint).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// HTTP requests in flight (--endpoint).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
     /// Built-in dataset (gsm8k, gsm8k:train, math500, aime24, aime25, amc23, humaneval) or a
     /// JSONL/JSON/Parquet file (verl schema or {question, answer}).
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
@@ -92,6 +110,11 @@ impl EvalArgs {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            endpoint: self.endpoint.clone(),
+            api_model: self.api_model.clone(),
+            request_timeout_ms: self.request_timeout_ms,
+            retries: self.retries,
+            concurrency: self.concurrency,
             dtype: self.dtype.clone(),
             dataset: self.dataset.clone().unwrap_or_default(),
             template: self.template.clone(),
@@ -139,13 +162,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let cfg = &run.config;
 
-    let dtype = rlvr_model::parse_dtype(&cfg.dtype)
-        .with_context(|| format!("--dtype {}: expected f32, bf16 or f16", cfg.dtype))?;
-    let device = rlvr_model::device(args.cuda)?;
-    let md = ModelDir::load(cfg.model.as_ref(), &device, Some(dtype))
-        .with_context(|| format!("loading model {}", cfg.model))?;
-    let backend = EngineBackend::new(&md);
-    let summary = run.execute(&backend, &data, &verifiers, std::env::args().collect())?;
+    let command: Vec<String> = std::env::args().collect();
+    let summary = if let Some(url) = &cfg.endpoint {
+        let options = ClientOptions {
+            timeout: Duration::from_millis(cfg.request_timeout_ms),
+            retries: cfg.retries,
+            concurrency: cfg.concurrency,
+            api_key: std::env::var("OPENAI_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            ..ClientOptions::default()
+        };
+        let backend = HttpBackend::new(url, cfg.api_model.clone(), options)?;
+        run.execute(&backend, &data, &verifiers, command)?
+    } else {
+        let dtype = rlvr_model::parse_dtype(&cfg.dtype)
+            .with_context(|| format!("--dtype {}: expected f32, bf16 or f16", cfg.dtype))?;
+        let device = rlvr_model::device(args.cuda)?;
+        let md = ModelDir::load(cfg.model.as_ref(), &device, Some(dtype))
+            .with_context(|| format!("loading model {}", cfg.model))?;
+        let backend = EngineBackend::new(&md);
+        run.execute(&backend, &data, &verifiers, command)?
+    };
     println!("{}", serde_json::to_string_pretty(&summary)?);
     eprintln!("{}", digest(&summary));
     Ok(())

@@ -15,8 +15,19 @@ use crate::summary::check_ks;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvalConfig {
-    /// Model directory (in-process backend).
+    /// Model directory (in-process backend); empty when `endpoint` is set.
     pub model: String,
+    /// Base URL of an OpenAI-compatible server (`http://host:port` or `.../v1`) to evaluate
+    /// instead of a model directory.
+    pub endpoint: Option<String>,
+    /// The `model` field sent to the endpoint (default: the server's first `/v1/models` entry).
+    pub api_model: Option<String>,
+    /// Deadline of one HTTP attempt, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Retries of a failed HTTP request (connection errors, timeouts, 429, 5xx).
+    pub retries: u32,
+    /// HTTP requests in flight.
+    pub concurrency: usize,
     /// Compute dtype of the model (`f32`, `bf16`, `f16`).
     pub dtype: String,
     /// Built-in dataset name (`math500`, `gsm8k:train`, ...) or a JSONL/JSON/Parquet file.
@@ -61,6 +72,11 @@ impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             model: String::new(),
+            endpoint: None,
+            api_model: None,
+            request_timeout_ms: 300_000,
+            retries: 3,
+            concurrency: 8,
             dtype: "f32".into(),
             dataset: String::new(),
             template: None,
@@ -92,8 +108,19 @@ impl EvalConfig {
         if self.dataset.is_empty() {
             return Err(EvalError::Other("--dataset is required".into()));
         }
-        if self.model.is_empty() {
-            return Err(EvalError::Other("--model is required".into()));
+        match (self.model.is_empty(), &self.endpoint) {
+            (true, None) => {
+                return Err(EvalError::Other("--model or --endpoint is required".into()))
+            }
+            (false, Some(_)) => {
+                return Err(EvalError::Other(
+                    "--model and --endpoint exclude each other".into(),
+                ))
+            }
+            _ => {}
+        }
+        if self.concurrency == 0 {
+            return Err(EvalError::Other("--concurrency must be at least 1".into()));
         }
         if self.chunk_size == 0 {
             return Err(EvalError::Other("chunk_size must be at least 1".into()));
@@ -142,6 +169,8 @@ impl EvalConfig {
             }
         };
         check("model", self.model == other.model);
+        check("endpoint", self.endpoint == other.endpoint);
+        check("api_model", self.api_model == other.api_model);
         check("dtype", self.dtype == other.dtype);
         check("dataset", self.dataset == other.dataset);
         check("template", self.template == other.template);

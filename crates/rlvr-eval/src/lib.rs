@@ -17,6 +17,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod evaluator;
+pub mod http_backend;
 pub mod prompts;
 pub mod report;
 pub mod results;
@@ -30,5 +31,6 @@ pub use backend::{
 pub use config::EvalConfig;
 pub use error::{EvalError, Result};
 pub use evaluator::{evaluate, EvalOutput, EvalSettings, NoCache, ProblemCache, StoreCache};
+pub use http_backend::HttpBackend;
 pub use results::{ProblemResult, SampleRecord};
 pub use summary::summarize;
