@@ -70,7 +70,11 @@ fn a_short_run_writes_a_complete_run_directory() {
         rlvr(&tmp.path().join("cache"))
             .arg("train")
             .args(["--run-dir", run.to_str().unwrap()])
-            .args(sets(&["trainer.steps=3", "trainer.save_every=2"])),
+            .args(sets(&[
+                "trainer.steps=3",
+                "trainer.save_every=2",
+                "eval.every=2",
+            ])),
     );
     // summary.json: the keys the README promises.
     let on_disk: Value =
@@ -121,6 +125,21 @@ fn a_short_run_writes_a_complete_run_directory() {
             .sum();
         assert_eq!(statuses, 16, "4 prompts × 4 samples verified");
     }
+    // The periodic held-out evaluation (rlvr eval's metrics) is logged at step 2.
+    for k in [
+        "eval/accuracy",
+        "eval/greedy_accuracy",
+        "eval/pass@1",
+        "eval/pass@2",
+        "eval/maj@2",
+    ] {
+        assert!(
+            metrics[1][k].is_number(),
+            "{k} missing at step 2: {}",
+            metrics[1]
+        );
+    }
+    assert!(metrics[0].get("eval/pass@1").is_none());
     // Run records: resolved config (loads back), metadata, checkpoints in HF format with the
     // optimiser state, TensorBoard events, plots, the store with every rollout.
     let cfg = rlvr_loop::TrainConfig::from_toml(

@@ -1,19 +1,22 @@
-//! Held-out evaluation during training: sample (greedy by default), verify, and summarise
-//! accuracy, mean score, statuses, response length and truncation.
+//! Held-out evaluation during training, through `rlvr-eval` (the evaluator behind
+//! `rlvr eval`): sample `eval.n` per problem at the eval temperature (and greedily), verify,
+//! and summarise accuracy (pass@1 estimated from the samples), pass@k / maj@k / mean@k,
+//! statuses, response length and truncation.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rlvr_data::Example;
+use rlvr_eval::backend::{EngineBackend, GenerateParams};
+use rlvr_eval::evaluator::{evaluate as eval_problems, EvalSettings, NoCache};
+use rlvr_eval::verify_pool::Verifiers;
 use rlvr_model::ModelDir;
-use rlvr_rollout::{Prompt, RolloutEngine, SamplingParams};
-use rlvr_verify::Status;
+use rlvr_rollout::SamplingParams;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::config::TrainConfig;
 use crate::error::Result;
-use crate::prompts::prompt_ids;
-use rlvr_eval::verify_pool::{verify_all, verify_jobs, Verifiers};
 
 /// An evaluation's summary.
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -39,6 +42,9 @@ pub struct EvalResult {
     pub truncation_rate: f64,
     /// Prompts left out as too long.
     pub filtered_prompts: usize,
+    /// `pass@1`, `maj@1`, `mean@1` and the same at k = n (rlvr eval's keys).
+    #[serde(default)]
+    pub at_k: Value,
     /// Wall seconds.
     pub seconds: f64,
 }
@@ -50,7 +56,6 @@ pub fn evaluate(
     examples: &[Example],
     verifiers: &Verifiers,
     cfg: &TrainConfig,
-    rt: &tokio::runtime::Runtime,
 ) -> Result<EvalResult> {
     let started = Instant::now();
     let mut r = evaluate_at(
@@ -58,14 +63,13 @@ pub fn evaluate(
         examples,
         verifiers,
         cfg,
-        rt,
         cfg.eval.temperature,
         cfg.eval.n,
     )?;
     if cfg.eval.temperature == 0.0 {
         r.greedy_accuracy = Some(r.accuracy);
     } else if cfg.eval.greedy {
-        let g = evaluate_at(md, examples, verifiers, cfg, rt, 0.0, 1)?;
+        let g = evaluate_at(md, examples, verifiers, cfg, 0.0, 1)?;
         r.greedy_accuracy = Some(g.accuracy);
     }
     r.seconds = started.elapsed().as_secs_f64();
@@ -77,73 +81,89 @@ fn evaluate_at(
     examples: &[Example],
     verifiers: &Verifiers,
     cfg: &TrainConfig,
-    rt: &tokio::runtime::Runtime,
     temperature: f64,
     n: usize,
 ) -> Result<EvalResult> {
     let started = Instant::now();
-    let engine = RolloutEngine::from_model_dir(md).with_options(cfg.rollout.engine.clone());
-    let mut prompts = Vec::with_capacity(examples.len());
-    for (i, ex) in examples.iter().enumerate() {
-        prompts.push(Prompt {
-            ids: prompt_ids(&md.tokenizer, ex, cfg.data.chat_template)?,
-            key: i as u64,
-        });
-    }
-    let params = SamplingParams {
-        temperature,
-        top_p: if temperature > 0.0 {
-            cfg.rollout.top_p
-        } else {
-            1.0
+    let params = GenerateParams {
+        sampling: SamplingParams {
+            temperature,
+            top_p: if temperature > 0.0 {
+                cfg.rollout.top_p
+            } else {
+                1.0
+            },
+            top_k: if temperature > 0.0 {
+                cfg.rollout.top_k
+            } else {
+                0
+            },
+            max_new_tokens: cfg
+                .eval
+                .max_new_tokens
+                .unwrap_or(cfg.rollout.max_new_tokens),
+            stop: cfg.rollout.stop.clone(),
+            n,
+            max_prompt_len: Some(cfg.rollout.max_prompt_len),
+            seed: cfg.seed ^ 0xe7a1,
+            ..SamplingParams::default()
         },
-        top_k: if temperature > 0.0 {
-            cfg.rollout.top_k
-        } else {
-            0
-        },
-        max_new_tokens: cfg
-            .eval
-            .max_new_tokens
-            .unwrap_or(cfg.rollout.max_new_tokens),
-        stop: cfg.rollout.stop.clone(),
-        n,
-        max_prompt_len: Some(cfg.rollout.max_prompt_len),
-        seed: cfg.seed ^ 0xe7a1,
-        ..SamplingParams::default()
+        chat_template: cfg.data.chat_template,
     };
-    let out = engine.generate_keyed(&prompts, &params)?;
-    let jobs = verify_jobs(&out.completions, |i| &examples[i], verifiers);
-    let outcomes = verify_all(
-        rt,
-        jobs,
-        cfg.trainer.verify_concurrency,
-        Duration::from_millis(cfg.trainer.verify_timeout_ms),
-    );
-    let total = outcomes.len().max(1) as f64;
-    let mut statuses: BTreeMap<String, usize> = Status::ALL
+    let mut ks = vec![1];
+    if n > 1 {
+        ks.push(n);
+    }
+    let mut settings = EvalSettings::new(params, ks.clone());
+    settings.chunk_size = 64;
+    settings.verify_concurrency = cfg.trainer.verify_concurrency;
+    settings.verify_timeout = Duration::from_millis(cfg.trainer.verify_timeout_ms);
+    let backend = EngineBackend {
+        model: md,
+        options: cfg.rollout.engine.clone(),
+    };
+    let out = eval_problems(
+        &backend,
+        examples,
+        verifiers,
+        &settings,
+        &mut NoCache,
+        &mut |_, _| {},
+    )?;
+    let metrics = rlvr_eval::summarize(&out.problems, n, &ks, &[])?;
+    let samples: Vec<_> = out
+        .problems
         .iter()
-        .map(|s| (s.as_str().to_string(), 0))
+        .filter(|p| p.skipped.is_none())
+        .flat_map(|p| &p.samples)
         .collect();
-    for o in &outcomes {
-        *statuses.entry(o.status.as_str().to_string()).or_default() += 1;
+    let total = samples.len().max(1) as f64;
+    let mut statuses: BTreeMap<String, usize> = ["correct", "incorrect", "invalid", "error"]
+        .iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+    for s in &samples {
+        *statuses.entry(s.status.clone()).or_default() += 1;
+    }
+    let filtered = out.problems.iter().filter(|p| p.skipped.is_some()).count();
+    let mut at_k = Map::new();
+    for (k, v) in &metrics {
+        if k.contains('@') {
+            at_k.insert(k.clone(), v.clone());
+        }
     }
     Ok(EvalResult {
         accuracy: statuses["correct"] as f64 / total,
         greedy_accuracy: None,
         temperature,
-        mean_score: outcomes.iter().map(|o| o.score as f64).sum::<f64>() / total,
-        num_problems: examples.len() - out.filtered.len(),
+        mean_score: samples.iter().map(|s| s.score).sum::<f64>() / total,
+        num_problems: examples.len() - filtered,
         n,
         statuses,
-        mean_response_tokens: out
-            .completions
-            .iter()
-            .map(|c| c.tokens.len() as f64)
-            .sum::<f64>()
-            / total,
-        truncation_rate: out.completions.iter().filter(|c| c.truncated).count() as f64 / total,
-        filtered_prompts: out.filtered.len(),
+        mean_response_tokens: samples.iter().map(|s| s.tokens as f64).sum::<f64>() / total,
+        truncation_rate: samples.iter().filter(|s| s.truncated).count() as f64 / total,
+        filtered_prompts: filtered,
+        at_k: Value::Object(at_k),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

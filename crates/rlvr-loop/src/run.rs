@@ -267,7 +267,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
     } else if let Some(v) = store.get_state("eval_before")? {
         serde_json::from_value(v).ok()
     } else {
-        let r = evaluate(&policy, &heldout, &verifiers, &cfg, &rt)?;
+        let r = evaluate(&policy, &heldout, &verifiers, &cfg)?;
         tracing::info!(accuracy = r.accuracy, "held-out accuracy before RL");
         store.put_state("eval_before", &json!(r))?;
         store.flush()?;
@@ -307,8 +307,13 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         let out = trainer.step(step)?;
         let mut m = out.metrics;
         if cfg.eval.every > 0 && (step + 1) % cfg.eval.every == 0 && step + 1 < steps {
-            let r = evaluate(trainer.policy, &heldout, &verifiers, &cfg, &rt)?;
+            let r = evaluate(trainer.policy, &heldout, &verifiers, &cfg)?;
             m.insert("eval/accuracy".into(), json!(r.accuracy));
+            if let Value::Object(at_k) = &r.at_k {
+                for (k, v) in at_k {
+                    m.insert(format!("eval/{k}"), v.clone());
+                }
+            }
             if let Some(g) = r.greedy_accuracy {
                 m.insert("eval/greedy_accuracy".into(), json!(g));
             }
@@ -376,7 +381,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         }
     }
     let eval_after = if cfg.eval.after {
-        let r = evaluate(&policy, &heldout, &verifiers, &cfg, &rt)?;
+        let r = evaluate(&policy, &heldout, &verifiers, &cfg)?;
         eprintln!("eval after RL: {}", describe(&r));
         Some(r)
     } else {
