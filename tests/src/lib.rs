@@ -67,3 +67,69 @@ pub fn u32s(v: &serde_json::Value) -> Vec<u32> {
 pub fn u32_rows(v: &serde_json::Value) -> Vec<Vec<u32>> {
     v.as_array().expect("array").iter().map(u32s).collect()
 }
+
+/// The lines of a JSONL file as JSON values (blank lines skipped), panicking with the path and
+/// line on error (test helper).
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// A child process that is killed and reaped when dropped, passed or failed.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `<rlvr> serve --port 0 --model <model>` and waits (60 s at most) for its
+/// `listening on URL` line on stderr; returns the guard and the base URL. Stderr keeps being
+/// drained on a thread so the server never blocks on it.
+pub fn spawn_serve(rlvr: &Path, model: &Path) -> (KillOnDrop, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(rlvr)
+        .env("RLVR_LOG", "warn")
+        .env("RAYON_NUM_THREADS", "1")
+        .args(["serve", "--port", "0", "--model"])
+        .arg(model)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rlvr serve starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let guard = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let url = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!("rlvr serve printed no `listening on` line; stderr: {seen:?}")
+            });
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_string();
+        }
+        seen.push(line);
+    };
+    (guard, url)
+}

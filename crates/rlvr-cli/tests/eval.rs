@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use rlvr_conformance::{require_shared, shared_dir};
+use rlvr_conformance::{read_jsonl, require_shared, shared_dir};
 use serde_json::Value;
 
 fn rlvr(cwd: &Path) -> Command {
@@ -63,14 +63,6 @@ fn ok(out: &Output) -> Value {
 fn err(out: &Output) -> String {
     assert!(!out.status.success(), "expected a failure");
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -137,7 +129,7 @@ fn math500_end_to_end_writes_every_file_with_the_right_keys_and_counts() {
     assert_eq!(file, summary);
 
     // samples.jsonl: one line per sample, in problem then sample order, with every field.
-    let samples = lines(&dir.join("samples.jsonl"));
+    let samples = read_jsonl(&dir.join("samples.jsonl"));
     assert_eq!(samples.len(), 32);
     for (i, s) in samples.iter().enumerate() {
         assert_eq!(s["problem"], i / 4);
@@ -211,8 +203,8 @@ fn same_seed_same_samples_and_resume_samples_only_what_is_missing() {
     assert_eq!(second["cached_problems"], 3);
     assert_eq!(second["num_problems"], 6);
 
-    let a = lines(&t.join("full/samples.jsonl"));
-    let b = lines(&t.join("parts/samples.jsonl"));
+    let a = read_jsonl(&t.join("full/samples.jsonl"));
+    let b = read_jsonl(&t.join("parts/samples.jsonl"));
     assert_eq!(a.len(), 24);
     assert_eq!(a, b, "same seed, same samples, resumed or not");
     for k in [
@@ -228,7 +220,7 @@ fn same_seed_same_samples_and_resume_samples_only_what_is_missing() {
     // A different seed gives different samples.
     let other = ok(&eval(t, &["--limit", "6", "--seed", "8", "--out", "other"]));
     assert_eq!(other["sampled_problems"], 6);
-    assert_ne!(lines(&t.join("other/samples.jsonl")), a);
+    assert_ne!(read_jsonl(&t.join("other/samples.jsonl")), a);
 
     // --resume with the saved settings: nothing left to sample.
     let resumed = ok(&rlvr(t)
@@ -242,7 +234,7 @@ fn same_seed_same_samples_and_resume_samples_only_what_is_missing() {
         ),
         (0.into(), 6.into())
     );
-    assert_eq!(lines(&t.join("parts/samples.jsonl")), a);
+    assert_eq!(read_jsonl(&t.join("parts/samples.jsonl")), a);
 
     // The same --out with other sampling settings is refused, naming the difference.
     let e = err(&eval(t, &["--limit", "6", "--seed", "9", "--out", "parts"]));
@@ -371,6 +363,6 @@ fn a_plain_question_answer_file_evaluates_with_the_math_verifier() {
     assert_eq!(s["subsets"]["level"]["hard"]["num_problems"], 1);
     assert_eq!(s["subsets"]["data_source"]["qa"]["num_problems"], 2);
     // Greedy: both samples of a problem are the same.
-    let lines = lines(&t.join("o/samples.jsonl"));
+    let lines = read_jsonl(&t.join("o/samples.jsonl"));
     assert_eq!(lines[0]["response"], lines[1]["response"]);
 }

@@ -3,23 +3,12 @@
 //! per-sample `error` outcomes after the retries, not a hang or a crash. (GSM8K: its prompts fit
 //! the fixture's 512-token context, which the server enforces.)
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use rlvr_conformance::{require_shared, shared_dir};
+use rlvr_conformance::{read_jsonl, require_shared, shared_dir, spawn_serve};
 use serde_json::Value;
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rlvr(cwd: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rlvr"));
@@ -37,45 +26,6 @@ fn ok(out: &Output) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("stdout is the summary JSON")
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Starts `rlvr serve --port 0` on `model`, returns the guard and the base URL.
-fn serve(model: &Path) -> (Kill, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rlvr"))
-        .env("RLVR_LOG", "warn")
-        .env("RAYON_NUM_THREADS", "1")
-        .args(["serve", "--port", "0", "--model"])
-        .arg(model)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let guard = Kill(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("rlvr serve printed no `listening on` line");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    (guard, url)
 }
 
 const COMMON: &[&str] = &[
@@ -103,7 +53,7 @@ fn endpoint_and_in_process_agree_for_greedy_decoding() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let (_server, url) = serve(&model);
+    let (_server, url) = spawn_serve(Path::new(env!("CARGO_BIN_EXE_rlvr")), &model);
     let remote = ok(&rlvr(tmp.path())
         .args(COMMON)
         .args(["--endpoint", &url, "--out", "remote"])
@@ -118,8 +68,8 @@ fn endpoint_and_in_process_agree_for_greedy_decoding() {
         remote["backend"].as_str().unwrap().starts_with("http:"),
         "{remote}"
     );
-    let a = lines(&tmp.path().join("remote/samples.jsonl"));
-    let b = lines(&tmp.path().join("local/samples.jsonl"));
+    let a = read_jsonl(&tmp.path().join("remote/samples.jsonl"));
+    let b = read_jsonl(&tmp.path().join("local/samples.jsonl"));
     for key in [
         "pass@1",
         "maj@1",
@@ -179,7 +129,7 @@ fn a_dead_endpoint_gives_error_outcomes_after_retries() {
     let summary = ok(&out);
     assert_eq!(summary["error"], 6, "{summary}");
     assert_eq!(summary["pass@1"], 0.0);
-    let samples = lines(&tmp.path().join("dead/samples.jsonl"));
+    let samples = read_jsonl(&tmp.path().join("dead/samples.jsonl"));
     let reason = samples[0]["details"]["reason"]
         .as_str()
         .unwrap_or_default()

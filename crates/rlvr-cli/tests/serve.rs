@@ -1,60 +1,21 @@
 //! `rlvr serve --port 0` as a subprocess on the tiny fixture: the address is read from stderr,
 //! requests go through `rlvr_serve`'s client, and the server is killed at the end.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::Duration;
 
-use rlvr_conformance::require_shared;
+use rlvr_conformance::{require_shared, spawn_serve};
 use rlvr_serve::{
     ChatCompletionRequest, ChatMessage, ClientOptions, CompletionRequest, FinishReason,
     OpenAiClient,
 };
-
-/// Kills the server when the test ends, passed or not.
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn serve_answers_the_client_on_an_ephemeral_port() {
     let Some(dir) = require_shared("fixtures/tiny-qwen2") else {
         return;
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rlvr"))
-        .env("RLVR_LOG", "warn")
-        .args(["serve", "--port", "0", "--model"])
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Kill(child);
-    // Read stderr on a thread (and keep draining it) so the wait has a timeout.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no `listening on` line; stderr: {seen:?}"));
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-        seen.push(line);
-    };
+    let (server, url) = spawn_serve(Path::new(env!("CARGO_BIN_EXE_rlvr")), &dir);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert!(!url.ends_with(":0"), "the actual port is printed: {url}");
 

@@ -51,11 +51,28 @@ pub fn check_ks(ks: &[usize], n: usize) -> Result<()> {
 }
 
 /// The vote of a sample for maj@K: the verifier's `details.extracted` answer, normalised
-/// like the math verifier's comparison keys; `None` when there is none.
+/// like the math verifier's comparison keys; `None` when there is none. Composed verifiers
+/// are searched too: the parts of a `weighted_sum` (in order) and the `inner` verifier of a
+/// `gated` one.
 pub fn vote_key(details: &Value) -> Option<String> {
-    let raw = details.get("extracted")?.as_str()?;
+    let raw = extracted(details)?;
     let k = rlvr_verify::normalize::key(&rlvr_verify::normalize::normalize(raw, false));
     (!k.is_empty()).then_some(k)
+}
+
+fn extracted(details: &Value) -> Option<&str> {
+    if let Some(s) = details.get("extracted").and_then(Value::as_str) {
+        return Some(s);
+    }
+    if let Some(parts) = details.get("parts").and_then(Value::as_array) {
+        if let Some(s) = parts
+            .iter()
+            .find_map(|p| p.get("details").and_then(extracted))
+        {
+            return Some(s);
+        }
+    }
+    details.get("inner").and_then(extracted)
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> Value {

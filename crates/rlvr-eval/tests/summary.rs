@@ -126,6 +126,14 @@ fn maj_at_k_votes_over_the_first_k_with_ties_to_the_first_answer() {
 
     assert_eq!(vote_key(&json!({"extracted": " 4 "})).as_deref(), Some("4"));
     assert_eq!(vote_key(&json!({"reason": "x"})), None);
+    // Composed verifiers: the math part of a weighted sum, the inner verifier of a gate.
+    let weighted = json!({"parts": [
+        {"verifier": "format", "details": {"rules": []}},
+        {"verifier": "math", "details": {"extracted": "12"}},
+    ]});
+    assert_eq!(vote_key(&weighted).as_deref(), Some("12"));
+    let gated = json!({"gate": "format", "gate_passed": true, "inner": {"extracted": "7"}});
+    assert_eq!(vote_key(&gated).as_deref(), Some("7"));
 }
 
 #[test]
