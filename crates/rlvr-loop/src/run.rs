@@ -169,20 +169,46 @@ fn record(step: usize, s: &Sample) -> Value {
 /// Runs (or resumes) training; returns the summary.
 pub fn train(opts: RunOptions) -> Result<Value> {
     let started = Instant::now();
-    let (run, cfg, resume_from) = match &opts.resume {
+    let (existing, cfg, resume_from) = match &opts.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let text = run.read_config()?;
             let path = run.path().join("config.resolved.toml");
             let cfg = TrainConfig::from_toml(&text, &path.display().to_string(), &[])?;
             let ckpt = checkpoint::latest(&run.checkpoints_dir())?;
-            (run, cfg, ckpt)
+            (Some(run), cfg, ckpt)
         }
+        None => (None, opts.config.clone(), None),
+    };
+    // Data first: a mistake there costs nothing (no run directory, no warm-up).
+    let mut train_examples = if cfg.data.train == "arithmetic" {
+        None
+    } else {
+        Some(load_dataset(&cfg.data.train, &cfg)?)
+    };
+    let heldout = heldout(&cfg, &mut train_examples)?;
+    let source = match train_examples {
+        None => PromptSource::Arithmetic {
+            task: arithmetic(&cfg)?,
+            seed: cfg.seed,
+        },
+        Some(examples) => {
+            if examples.is_empty() {
+                return Err(LoopError::config("data.train", "the training set is empty"));
+            }
+            PromptSource::Dataset {
+                examples,
+                seed: cfg.seed,
+            }
+        }
+    };
+
+    let run = match existing {
+        Some(run) => run,
         None => {
-            let cfg = opts.config.clone();
             let run = RunDir::create(opts.run_dir.as_deref(), &cfg.name)?;
             run.write_config(&cfg.to_toml()?)?;
-            (run, cfg, None)
+            run
         }
     };
     let resume_state = match &resume_from {
@@ -225,29 +251,6 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         .enable_all()
         .build()
         .map_err(|e| LoopError::Other(format!("tokio runtime: {e}")))?;
-
-    // Data.
-    let mut train_examples = if cfg.data.train == "arithmetic" {
-        None
-    } else {
-        Some(load_dataset(&cfg.data.train, &cfg)?)
-    };
-    let heldout = heldout(&cfg, &mut train_examples)?;
-    let source = match train_examples {
-        None => PromptSource::Arithmetic {
-            task: arithmetic(&cfg)?,
-            seed: cfg.seed,
-        },
-        Some(examples) => {
-            if examples.is_empty() {
-                return Err(LoopError::config("data.train", "the training set is empty"));
-            }
-            PromptSource::Dataset {
-                examples,
-                seed: cfg.seed,
-            }
-        }
-    };
 
     let store = Store::open(&run.store_dir())?;
     let metrics_path = run.metrics_path();
