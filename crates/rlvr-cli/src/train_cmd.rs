@@ -19,7 +19,9 @@ pub struct TrainArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Training data: `arithmetic`, a built-in dataset name (gsm8k, math500, …) or a
-    /// JSONL/JSON/Parquet file.
+    /// JSONL/JSON/Parquet file. Without --config, data other than `arithmetic` is scored by
+    /// the `math` verifier alone (the default math + `<think>/<answer>` format reward is the
+    /// built-in task's) unless `--set verifier=...` says otherwise.
     #[arg(long)]
     data: Option<String>,
     /// Run directory (default `runs/<YYYYmmdd-HHMMSS>-<name>`).
@@ -44,6 +46,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if let Some(d) = &args.data {
         sets.push(format!("data.train={}", toml_string(d)));
+        let verifier_set = args
+            .sets
+            .iter()
+            .any(|s| s.trim_start().starts_with("verifier"));
+        if d != "arithmetic" && args.config.is_none() && !verifier_set {
+            sets.insert(0, "verifier=\"math\"".to_string());
+        }
     }
     let config = if args.resume.is_some() {
         TrainConfig::default()

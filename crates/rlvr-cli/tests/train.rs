@@ -356,14 +356,7 @@ fn a_user_checkpoint_trains_on_a_user_dataset() {
             .args(["--model", model.to_str().unwrap()])
             .args(["--data", data.to_str().unwrap()])
             .args(["--run-dir", run.to_str().unwrap()])
-            .args([
-                "--set",
-                "trainer.steps=2",
-                "--set",
-                "data.heldout_size=4",
-                "--set",
-                "verifier=\"math\"",
-            ])
+            .args(["--set", "trainer.steps=2", "--set", "data.heldout_size=4"])
             .args([
                 "--set",
                 "rollout.prompts_per_step=2",
@@ -375,6 +368,10 @@ fn a_user_checkpoint_trains_on_a_user_dataset() {
     );
     assert_eq!(summary["eval_before"]["num_problems"], 4);
     assert!(summary.get("warmup").is_none());
+    // With --data and no verifier given, the math verifier alone scores (not the built-in
+    // task's math + format sum).
+    let cfg = std::fs::read_to_string(run.join("config.resolved.toml")).unwrap();
+    assert!(cfg.contains("verifier = \"math\""), "{cfg}");
     let ck = run.join("checkpoints/step-000002");
     // The user's tokenizer travels with the checkpoint.
     assert_eq!(
