@@ -82,6 +82,11 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Verifiers implemented in other crates, by name (verifiers/keyword is the example).
+    if let Err(e) = rlvr_verifier_keyword::register() {
+        eprintln!("error: registering the keyword verifier: {e}");
+        std::process::exit(1);
+    }
     let result: Result<()> = match cli.command {
         Command::Model { command } => model_cmd::run(command),
         Command::Train(args) => train_cmd::run(args),

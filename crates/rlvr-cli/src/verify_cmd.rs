@@ -43,16 +43,17 @@ fn json_arg(what: &str, s: &str) -> Result<Value> {
 }
 
 fn build_verifier(args: &VerifyArgs) -> Result<Arc<dyn Verifier>> {
-    let is_name = registry::BUILTIN.contains(&args.verifier.as_str());
+    let known = registry::names();
+    let is_name = known.contains(&args.verifier);
     let mut spec = if is_name {
         json!({ "type": args.verifier })
     } else if args.verifier.ends_with(".json") || args.verifier.trim_start().starts_with('{') {
         json_arg("--verifier", &args.verifier)?
     } else {
         anyhow::bail!(
-            "--verifier {}: unknown verifier (built in: {}; or a JSON spec)",
+            "--verifier {}: unknown verifier (known: {}; or a JSON spec)",
             args.verifier,
-            registry::BUILTIN.join(", ")
+            known.join(", ")
         );
     };
     if let Some(c) = &args.config {

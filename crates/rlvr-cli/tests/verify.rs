@@ -142,3 +142,42 @@ fn config_and_unknown_verifier() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("bogus"));
 }
+
+#[test]
+fn the_rust_plugin_example_is_usable_by_name_and_in_specs() {
+    let input = [
+        r#"{"response": "Paris is the capital of France.", "ground_truth": null}"#,
+        r#"{"response": "I am sorry, Paris.", "ground_truth": ["Paris"]}"#,
+    ]
+    .join("\n");
+    let (out, _) = run(
+        &[
+            "--verifier",
+            "keyword",
+            "--config",
+            r#"{"forbidden": ["sorry"], "required": ["Paris"]}"#,
+        ],
+        &input,
+    );
+    let st: Vec<&str> = out.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(st, ["correct", "incorrect"]);
+    assert_eq!(out[1]["details"]["forbidden_found"][0], "sorry");
+    let (out, _) = run(
+        &[
+            "--verifier",
+            r#"{"type": "weighted_sum", "parts": [{"weight": 1.0, "verifier": {"type": "keyword", "required": ["France"]}}]}"#,
+        ],
+        &input,
+    );
+    assert_eq!(out[0]["score"], 1.0);
+    // Line 2's ground truth adds "Paris" (found); "France" is missing: half credit.
+    assert_eq!(out[1]["score"], 0.5);
+    // An unknown name lists the known ones, the plugin included.
+    let o = rlvr()
+        .args(["verify", "--verifier", "nope", "--input", "-"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("keyword") && err.contains("math"), "{err}");
+}

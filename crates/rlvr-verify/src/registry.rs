@@ -7,7 +7,8 @@
 //! ```
 //! Any spec may carry `"deadline_ms": N` to bound its wall-clock time per call.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -21,12 +22,69 @@ use crate::{RewardMapping, Verifier};
 /// Names of the built-in verifiers.
 pub const BUILTIN: &[&str] = &["math", "format"];
 
-/// A built-in verifier with its default configuration.
+/// Spec types that compose other verifiers (not registrable names).
+pub const COMPOSITIONS: &[&str] = &["weighted_sum", "gated"];
+
+/// Builds a registered verifier from the settings of its spec (the spec object without
+/// `type` and `deadline_ms`; empty when the verifier is named by a plain string).
+pub type Factory = fn(&Map<String, Value>) -> Result<Arc<dyn Verifier>>;
+
+fn plugins() -> &'static RwLock<BTreeMap<String, Factory>> {
+    static PLUGINS: OnceLock<RwLock<BTreeMap<String, Factory>>> = OnceLock::new();
+    PLUGINS.get_or_init(|| RwLock::new(BTreeMap::new()))
+}
+
+/// Registers a verifier type implemented outside this crate under `name`, so that specs
+/// (`"name"` or `{"type": "name", ...settings}`) build it everywhere — `rlvr verify`,
+/// training and evaluation configs. A built-in or composition name is refused; registering
+/// the same name twice with the same factory is allowed (idempotent), with another one refused.
+pub fn register(name: &str, factory: Factory) -> Result<()> {
+    if name.is_empty() || BUILTIN.contains(&name) || COMPOSITIONS.contains(&name) {
+        return Err(cfg_err(
+            "type",
+            format!("`{name}` is built in or empty and cannot be registered"),
+        ));
+    }
+    let mut map = plugins().write().unwrap_or_else(|e| e.into_inner());
+    match map.get(name) {
+        Some(f) if !std::ptr::fn_addr_eq(*f, factory) => Err(cfg_err(
+            "type",
+            format!("another verifier is already registered as `{name}`"),
+        )),
+        _ => {
+            map.insert(name.to_string(), factory);
+            Ok(())
+        }
+    }
+}
+
+/// Names of every verifier: the built-in ones, then the registered ones (sorted).
+pub fn names() -> Vec<String> {
+    let map = plugins().read().unwrap_or_else(|e| e.into_inner());
+    BUILTIN
+        .iter()
+        .map(|s| s.to_string())
+        .chain(map.keys().cloned())
+        .collect()
+}
+
+fn registered(name: &str) -> Option<Factory> {
+    plugins()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        .copied()
+}
+
+/// A verifier by name with its default configuration (built in or registered).
 pub fn build(name: &str) -> Result<Arc<dyn Verifier>> {
     match name {
         "math" => Ok(Arc::new(MathVerifier::default())),
         "format" => Ok(Arc::new(FormatVerifier::default())),
-        other => Err(VerifyError::UnknownVerifier(other.to_string())),
+        other => match registered(other) {
+            Some(f) => f(&Map::new()),
+            None => Err(VerifyError::UnknownVerifier(other.to_string())),
+        },
     }
 }
 
@@ -37,7 +95,9 @@ fn cfg_err(field: &str, msg: impl Into<String>) -> VerifyError {
     }
 }
 
-fn settings<T: serde::de::DeserializeOwned>(m: &Map<String, Value>, what: &str) -> Result<T> {
+/// Deserializes a verifier's settings from its spec object (ignoring `type` and
+/// `deadline_ms`); an error names the field at fault as `what.field`. For plugin factories.
+pub fn settings<T: serde::de::DeserializeOwned>(m: &Map<String, Value>, what: &str) -> Result<T> {
     let mut m = m.clone();
     m.remove("type");
     m.remove("deadline_ms");
@@ -109,7 +169,15 @@ pub fn from_spec(spec: &Value) -> Result<Arc<dyn Verifier>> {
                 gate_failed,
             })
         }
-        other => return Err(VerifyError::UnknownVerifier(other.to_string())),
+        other => match registered(other) {
+            Some(f) => {
+                let mut m = m.clone();
+                m.remove("type");
+                m.remove("deadline_ms");
+                f(&m)?
+            }
+            None => return Err(VerifyError::UnknownVerifier(other.to_string())),
+        },
     };
     match m.get("deadline_ms") {
         None => Ok(v),
