@@ -83,9 +83,14 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     // Verifiers implemented in other crates, by name (verifiers/keyword is the example).
-    if let Err(e) = rlvr_verifier_keyword::register() {
-        eprintln!("error: registering the keyword verifier: {e}");
-        std::process::exit(1);
+    for (name, registered) in [
+        ("keyword", rlvr_verifier_keyword::register()),
+        ("python", rlvr_verifier_python::register()),
+    ] {
+        if let Err(e) = registered {
+            eprintln!("error: registering the {name} verifier: {e}");
+            std::process::exit(1);
+        }
     }
     let result: Result<()> = match cli.command {
         Command::Model { command } => model_cmd::run(command),

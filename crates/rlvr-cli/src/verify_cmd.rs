@@ -44,7 +44,7 @@ fn json_arg(what: &str, s: &str) -> Result<Value> {
 
 fn build_verifier(args: &VerifyArgs) -> Result<Arc<dyn Verifier>> {
     let known = registry::names();
-    let is_name = known.contains(&args.verifier);
+    let is_name = registry::is_known(&args.verifier);
     let mut spec = if is_name {
         json!({ "type": args.verifier })
     } else if args.verifier.ends_with(".json") || args.verifier.trim_start().starts_with('{') {

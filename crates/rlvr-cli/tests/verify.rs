@@ -181,3 +181,26 @@ fn the_rust_plugin_example_is_usable_by_name_and_in_specs() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("keyword") && err.contains("math"), "{err}");
 }
+
+#[test]
+fn a_python_reward_function_by_path() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../verifiers/python/examples/reward.py");
+    let input = [
+        r#"{"response": "it is 12", "ground_truth": "12"}"#,
+        r#"{"response": "it is 13", "ground_truth": "12"}"#,
+    ]
+    .join("\n");
+    let name = format!("python:{}", example.display());
+    let (out, _) = run(&["--verifier", &name], &input);
+    let st: Vec<&str> = out.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(st, ["correct", "incorrect"]);
+    assert_eq!(out[0]["details"]["extracted"], "12");
+    let name = format!("python:{}:length_penalty", example.display());
+    let (out, _) = run(&["--verifier", &name], &input);
+    assert!(
+        (out[0]["score"].as_f64().unwrap() - 0.92).abs() < 1e-6,
+        "{}",
+        out[0]
+    );
+}

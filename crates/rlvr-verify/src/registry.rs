@@ -76,13 +76,36 @@ fn registered(name: &str) -> Option<Factory> {
         .copied()
 }
 
+/// A registered verifier by name, or by `prefix:target` (e.g. `python:reward.py:fn`), whose
+/// factory then receives `{"target": target}` merged into the settings.
+fn lookup(name: &str, settings: &Map<String, Value>) -> Option<Result<Arc<dyn Verifier>>> {
+    if let Some(f) = registered(name) {
+        return Some(f(settings));
+    }
+    let (prefix, target) = name.split_once(':')?;
+    let f = registered(prefix)?;
+    let mut m = settings.clone();
+    m.insert("target".into(), Value::String(target.to_string()));
+    Some(f(&m))
+}
+
+/// Whether `name` names a verifier: built in, registered, or `prefix:target` with a
+/// registered prefix.
+pub fn is_known(name: &str) -> bool {
+    BUILTIN.contains(&name)
+        || registered(name).is_some()
+        || name
+            .split_once(':')
+            .is_some_and(|(p, _)| registered(p).is_some())
+}
+
 /// A verifier by name with its default configuration (built in or registered).
 pub fn build(name: &str) -> Result<Arc<dyn Verifier>> {
     match name {
         "math" => Ok(Arc::new(MathVerifier::default())),
         "format" => Ok(Arc::new(FormatVerifier::default())),
-        other => match registered(other) {
-            Some(f) => f(&Map::new()),
+        other => match lookup(other, &Map::new()) {
+            Some(v) => v,
             None => Err(VerifyError::UnknownVerifier(other.to_string())),
         },
     }
@@ -169,15 +192,15 @@ pub fn from_spec(spec: &Value) -> Result<Arc<dyn Verifier>> {
                 gate_failed,
             })
         }
-        other => match registered(other) {
-            Some(f) => {
-                let mut m = m.clone();
-                m.remove("type");
-                m.remove("deadline_ms");
-                f(&m)?
+        other => {
+            let mut settings = m.clone();
+            settings.remove("type");
+            settings.remove("deadline_ms");
+            match lookup(other, &settings) {
+                Some(v) => v?,
+                None => return Err(VerifyError::UnknownVerifier(other.to_string())),
             }
-            None => return Err(VerifyError::UnknownVerifier(other.to_string())),
-        },
+        }
     };
     match m.get("deadline_ms") {
         None => Ok(v),

@@ -1,0 +1,347 @@
+//! Existing Python reward functions as rlvr verifiers — what verl and TRL users already have:
+//! verl's `compute_score(data_source, solution_str, ground_truth, extra_info=None)` (a float or
+//! a dict with `score`) and TRL's `reward_fn(prompts, completions, **kwargs) -> list[float]`.
+//!
+//! The function runs in a pool of long-lived worker processes (`python3` by default, on the
+//! host: trusted code) speaking JSON lines. Each call has a deadline; a worker that times out,
+//! crashes or answers garbage is killed and replaced at its next use, and the call becomes an
+//! `error` outcome. An exception in the function is an `error` outcome with the traceback in
+//! `details.traceback`. Scores ≥ `correct_threshold` are `correct`, others `incorrect`.
+//!
+//! Registered as `python`: `rlvr verify --verifier python:PATH.py[:FUNCTION]`, or a spec
+//! `{"type": "python", "path": "reward.py", "function": "compute_score", "workers": 2}`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rlvr_verify::error::{Result, VerifyError};
+use rlvr_verify::{Outcome, RewardMapping, Status, Verifier, VerifyInput};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+const WORKER: &str = include_str!("worker.py");
+
+/// Settings of the Python verifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PythonConfig {
+    /// The Python file defining the function (required).
+    pub path: PathBuf,
+    /// The function (default `compute_score`).
+    pub function: String,
+    /// Calling convention: `verl`, `trl` or `auto` (default: by the first parameter's name —
+    /// `prompts`/`completions` mean TRL).
+    pub style: String,
+    /// The interpreter (default `python3`).
+    pub python: String,
+    /// Worker processes (default 2).
+    pub workers: usize,
+    /// Deadline of one call in ms, and of a worker's start-up (default 10000).
+    pub timeout_ms: u64,
+    /// Scores at or above this are `correct` (default 1.0).
+    pub correct_threshold: f64,
+}
+
+impl Default for PythonConfig {
+    fn default() -> Self {
+        PythonConfig {
+            path: PathBuf::new(),
+            function: "compute_score".into(),
+            style: "auto".into(),
+            python: "python3".into(),
+            workers: 2,
+            timeout_ms: 10_000,
+            correct_threshold: 1.0,
+        }
+    }
+}
+
+/// One worker process.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Keeps the last few KiB of a worker's stderr (the user's prints and Python's errors).
+fn keep_tail(buf: &Arc<Mutex<String>>, text: &str) {
+    let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
+    b.push_str(text);
+    if b.len() > 4096 {
+        let cut = b.len() - 4096;
+        let cut = (cut..b.len())
+            .find(|&i| b.is_char_boundary(i))
+            .unwrap_or(b.len());
+        b.drain(..cut);
+    }
+}
+
+impl Worker {
+    fn start(cfg: &PythonConfig) -> std::result::Result<Worker, String> {
+        // The worker's code is passed with -c: no file to write, share or clean up.
+        let mut child = Command::new(&cfg.python)
+            .arg("-u")
+            .arg("-c")
+            .arg(WORKER)
+            .arg(&cfg.path)
+            .arg(&cfg.function)
+            .arg(&cfg.style)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", cfg.python))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr_pipe = child.stderr.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stderr_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                keep_tail(&sink, &String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut w = Worker {
+            child,
+            stdin,
+            lines,
+            stderr,
+        };
+        match w.lines.recv_timeout(Duration::from_millis(cfg.timeout_ms)) {
+            Ok(l) if serde_json::from_str::<Value>(&l).is_ok_and(|v| v["ready"] == true) => Ok(w),
+            Ok(l) => Err(format!("unexpected first line from the worker: {l}")),
+            Err(e) => {
+                // Give the stderr thread a moment to collect the traceback.
+                let _ = w.child.wait_timeout_ms(200);
+                let tail = w.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                Err(format!(
+                    "the worker did not start ({}): {}",
+                    match e {
+                        RecvTimeoutError::Timeout => "timed out",
+                        RecvTimeoutError::Disconnected => "exited",
+                    },
+                    tail.trim()
+                ))
+            }
+        }
+    }
+}
+
+trait WaitTimeout {
+    fn wait_timeout_ms(&mut self, ms: u64) -> Option<std::process::ExitStatus>;
+}
+
+impl WaitTimeout for Child {
+    fn wait_timeout_ms(&mut self, ms: u64) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            if let Ok(Some(s)) = self.try_wait() {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// The `python` verifier: a pool of workers running one reward function.
+pub struct PythonVerifier {
+    cfg: PythonConfig,
+    slots: Vec<Mutex<Option<Worker>>>,
+    next: AtomicU64,
+    mapping: RewardMapping,
+}
+
+impl PythonVerifier {
+    /// Checks the settings and starts one worker (so a broken file or function is reported
+    /// now, with Python's traceback); the others start on first use.
+    pub fn new(cfg: PythonConfig) -> Result<Self> {
+        let bad = |field: &str, msg: String| VerifyError::Config {
+            field: format!("python.{field}"),
+            msg,
+        };
+        if cfg.path.as_os_str().is_empty() {
+            return Err(bad(
+                "path",
+                "missing: the Python file defining the function".into(),
+            ));
+        }
+        if !cfg.path.is_file() {
+            return Err(bad("path", format!("{}: no such file", cfg.path.display())));
+        }
+        if !["auto", "verl", "trl"].contains(&cfg.style.as_str()) {
+            return Err(bad(
+                "style",
+                format!("`{}`: expected auto, verl or trl", cfg.style),
+            ));
+        }
+        if cfg.workers == 0 || cfg.timeout_ms == 0 {
+            return Err(bad(
+                "workers",
+                "workers and timeout_ms must be at least 1".into(),
+            ));
+        }
+        let first = Worker::start(&cfg).map_err(|e| {
+            bad(
+                "path",
+                format!("{} ({}): {e}", cfg.path.display(), cfg.function),
+            )
+        })?;
+        let mut slots = Vec::with_capacity(cfg.workers);
+        slots.push(Mutex::new(Some(first)));
+        slots.extend((1..cfg.workers).map(|_| Mutex::new(None)));
+        Ok(PythonVerifier {
+            cfg,
+            slots,
+            next: AtomicU64::new(0),
+            mapping: RewardMapping::default(),
+        })
+    }
+
+    fn call(&self, request: &Value) -> std::result::Result<Value, String> {
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        // A free worker if there is one, else wait for the one this call was dealt.
+        let mut slot = (0..n)
+            .find_map(|k| self.slots[(start + k) % n].try_lock().ok())
+            .unwrap_or_else(|| {
+                self.slots[start % n]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+            });
+        if slot.is_none() {
+            *slot = Some(Worker::start(&self.cfg)?);
+        }
+        let w = slot.as_mut().expect("started above");
+        let id = request["id"].clone();
+        let line = request.to_string() + "\n";
+        let written = w
+            .stdin
+            .write_all(line.as_bytes())
+            .and_then(|_| w.stdin.flush());
+        let answer = match written {
+            Err(e) => Err(format!("the worker died: {e}")),
+            Ok(()) => match w
+                .lines
+                .recv_timeout(Duration::from_millis(self.cfg.timeout_ms))
+            {
+                Ok(l) => match serde_json::from_str::<Value>(&l) {
+                    Ok(v) if v["id"] == id => Ok(v),
+                    Ok(v) => Err(format!("the worker answered another request: {v}")),
+                    Err(_) => Err(format!("the worker answered garbage: {l}")),
+                },
+                Err(RecvTimeoutError::Timeout) => {
+                    Err(format!("timed out after {} ms", self.cfg.timeout_ms))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let tail = w.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    Err(format!("the worker exited: {}", tail.trim()))
+                }
+            },
+        };
+        if answer.is_err() {
+            // Killed (on drop) and replaced at the next use of this slot.
+            *slot = None;
+        }
+        answer
+    }
+}
+
+impl Verifier for PythonVerifier {
+    fn name(&self) -> &str {
+        "python"
+    }
+
+    fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        let id = IDS.fetch_add(1, Ordering::Relaxed);
+        let meta = input.metadata;
+        let request = json!({
+            "id": id,
+            "response": input.response,
+            "ground_truth": input.ground_truth,
+            "data_source": meta.get("data_source").cloned().unwrap_or(Value::Null),
+            "extra_info": meta.get("extra_info").cloned().unwrap_or(Value::Null),
+            "prompt": meta.get("prompt").cloned().unwrap_or(Value::Null),
+        });
+        match self.call(&request) {
+            Err(reason) => Outcome::error(&self.mapping, reason),
+            Ok(v) => {
+                if let Some(tb) = v.get("error").and_then(Value::as_str) {
+                    return Outcome::with_status(
+                        Status::Error,
+                        &self.mapping,
+                        json!({"reason": "the reward function raised", "traceback": tb}),
+                    );
+                }
+                match v.get("score").and_then(Value::as_f64) {
+                    Some(score) if score.is_finite() => Outcome {
+                        score: score as f32,
+                        status: if score >= self.cfg.correct_threshold {
+                            Status::Correct
+                        } else {
+                            Status::Incorrect
+                        },
+                        details: v.get("details").cloned().unwrap_or(json!({})),
+                    },
+                    _ => Outcome::error(&self.mapping, format!("no finite score in {v}")),
+                }
+            }
+        }
+    }
+}
+
+fn factory(settings: &Map<String, Value>) -> Result<Arc<dyn Verifier>> {
+    let mut m = settings.clone();
+    // `python:PATH.py[:FUNCTION]` arrives as {"target": "PATH.py[:FUNCTION]"}.
+    if let Some(t) = m
+        .remove("target")
+        .and_then(|t| t.as_str().map(str::to_string))
+    {
+        let (path, function) = match t.rsplit_once(':') {
+            Some((p, f)) if p.ends_with(".py") => (p.to_string(), Some(f.to_string())),
+            _ => (t.clone(), None),
+        };
+        m.insert("path".into(), json!(path));
+        if let Some(f) = function {
+            m.insert("function".into(), json!(f));
+        }
+    }
+    let cfg: PythonConfig = rlvr_verify::registry::settings(&m, "python")?;
+    Ok(Arc::new(PythonVerifier::new(cfg)?))
+}
+
+/// Registers this verifier as `python` (idempotent).
+pub fn register() -> Result<()> {
+    rlvr_verify::registry::register("python", factory)
+}
