@@ -130,39 +130,30 @@ fn evaluate_at(
         &mut NoCache,
         &mut |_, _| {},
     )?;
+    // rlvr eval's summary has every figure; read them from it rather than count again.
     let metrics = rlvr_eval::summarize(&out.problems, n, &ks, &[])?;
-    let samples: Vec<_> = out
-        .problems
+    let num = |k: &str| metrics.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    let count = |k: &str| metrics.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
+    let statuses: BTreeMap<String, usize> = ["correct", "incorrect", "invalid", "error"]
         .iter()
-        .filter(|p| p.skipped.is_none())
-        .flat_map(|p| &p.samples)
+        .map(|s| (s.to_string(), count(s)))
         .collect();
-    let total = samples.len().max(1) as f64;
-    let mut statuses: BTreeMap<String, usize> = ["correct", "incorrect", "invalid", "error"]
+    let at_k: Map<String, Value> = metrics
         .iter()
-        .map(|s| (s.to_string(), 0))
+        .filter(|(k, _)| k.contains('@'))
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for s in &samples {
-        *statuses.entry(s.status.clone()).or_default() += 1;
-    }
-    let filtered = out.problems.iter().filter(|p| p.skipped.is_some()).count();
-    let mut at_k = Map::new();
-    for (k, v) in &metrics {
-        if k.contains('@') {
-            at_k.insert(k.clone(), v.clone());
-        }
-    }
     Ok(EvalResult {
-        accuracy: statuses["correct"] as f64 / total,
+        accuracy: count("correct") as f64 / count("num_samples").max(1) as f64,
         greedy_accuracy: None,
         temperature,
-        mean_score: samples.iter().map(|s| s.score).sum::<f64>() / total,
-        num_problems: examples.len() - filtered,
+        mean_score: num("mean_score"),
+        num_problems: count("num_problems"),
         n,
         statuses,
-        mean_response_tokens: samples.iter().map(|s| s.tokens as f64).sum::<f64>() / total,
-        truncation_rate: samples.iter().filter(|s| s.truncated).count() as f64 / total,
-        filtered_prompts: filtered,
+        mean_response_tokens: num("mean_response_tokens"),
+        truncation_rate: num("truncation_rate"),
+        filtered_prompts: count("skipped_problems"),
         at_k: Value::Object(at_k),
         seconds: started.elapsed().as_secs_f64(),
     })

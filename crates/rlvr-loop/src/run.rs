@@ -196,10 +196,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
             if examples.is_empty() {
                 return Err(LoopError::config("data.train", "the training set is empty"));
             }
-            PromptSource::Dataset {
-                examples,
-                seed: cfg.seed,
-            }
+            PromptSource::dataset(examples, cfg.seed)
         }
     };
 
