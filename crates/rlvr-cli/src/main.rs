@@ -11,6 +11,7 @@ mod alloc;
 mod eval_cmd;
 mod model_cmd;
 mod sample_cmd;
+mod sandbox_cmd;
 mod selftest_cmd;
 mod serve_cmd;
 mod train_cmd;
@@ -53,6 +54,11 @@ enum Command {
     /// Serve a model over an OpenAI-compatible HTTP API (completions, chat completions;
     /// loopback by default).
     Serve(serve_cmd::ServeArgs),
+    /// Run programs in the code sandboxes (WASM, Docker).
+    Sandbox {
+        #[command(subcommand)]
+        command: sandbox_cmd::SandboxCommand,
+    },
     /// Check this build against reference numbers (e.g. golden files produced by verl).
     Selftest {
         #[command(subcommand)]
@@ -86,6 +92,8 @@ fn main() {
     for (name, registered) in [
         ("keyword", rlvr_verifier_keyword::register()),
         ("python", rlvr_verifier_python::register()),
+        ("wasm", rlvr_verifier_wasm::register()),
+        ("code", rlvr_code::register()),
     ] {
         if let Err(e) = registered {
             eprintln!("error: registering the {name} verifier: {e}");
@@ -99,6 +107,7 @@ fn main() {
         Command::Verify(args) => verify_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Sandbox { command } => sandbox_cmd::run(command),
         Command::Selftest { command } => selftest_cmd::run(command),
     };
     if let Err(e) = result {

@@ -1,6 +1,6 @@
 //! `rlvr eval` end to end on the tiny Qwen2 fixture and MATH-500 (a random model scores ~0:
 //! what is checked is the pipeline): the files and their keys, determinism, resume without
-//! re-sampling, and the errors (malformed data with FILE:LINE, k > n, the code verifier).
+//! re-sampling, and the errors (malformed data with FILE:LINE, k > n), and HumanEval through the code verifier.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -293,28 +293,6 @@ fn errors_are_clear_and_leave_no_run_directory() {
         .unwrap());
     assert!(e.contains("nope") && e.contains("math500"), "{e}");
 
-    // HumanEval needs the code verifier, which is not built yet: a clear error, no panic.
-    if require_shared("datasets/humaneval/test.jsonl").is_some() {
-        let e = err(&rlvr(t)
-            .args([
-                "eval",
-                "--model",
-                &m,
-                "--dataset",
-                "humaneval",
-                "--n",
-                "1",
-                "--k",
-                "1",
-            ])
-            .output()
-            .unwrap());
-        assert!(
-            e.contains("verifier code is not available yet (issue 4)"),
-            "{e}"
-        );
-        assert!(!e.contains("panicked"), "{e}");
-    }
     assert!(
         !t.join("runs").exists(),
         "a failed start must not create a run directory"
@@ -365,4 +343,56 @@ fn a_plain_question_answer_file_evaluates_with_the_math_verifier() {
     // Greedy: both samples of a problem are the same.
     let lines = read_jsonl(&t.join("o/samples.jsonl"));
     assert_eq!(lines[0]["response"], lines[1]["response"]);
+}
+
+#[test]
+fn humaneval_runs_end_to_end_through_the_code_verifier() {
+    if require_shared("fixtures/tiny-qwen2").is_none()
+        || require_shared("datasets/humaneval/test.jsonl").is_none()
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model();
+    let out = rlvr(tmp.path())
+        .args([
+            "eval",
+            "--model",
+            &m,
+            "--dataset",
+            "humaneval",
+            "--n",
+            "2",
+            "--k",
+            "1,2",
+            "--limit",
+            "3",
+            "--max-new-tokens",
+            "24",
+        ])
+        .output()
+        .unwrap();
+    let summary = ok(&out);
+    assert_eq!(summary["num_problems"], 3);
+    assert_eq!(summary["num_samples"], 6);
+    // A random-weight model writes no working code; the sandbox ran every sample (a
+    // missing interpreter would make them `error`: CI builds it, so none may be).
+    assert_eq!(summary["correct"], 0, "{summary}");
+    assert_eq!(summary["error"], 0, "{summary}");
+    let runs: Vec<_> = std::fs::read_dir(tmp.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let samples = read_jsonl(&runs[0].join("samples.jsonl"));
+    assert_eq!(samples.len(), 6);
+    for s in &samples {
+        assert_eq!(
+            s["id"].as_str().unwrap().split('/').next(),
+            Some("HumanEval"),
+            "{s}"
+        );
+        let d = &s["details"];
+        assert_eq!(d["format"], "humaneval", "{s}");
+        assert_eq!(d["backend"], "wasm", "{s}");
+    }
 }

@@ -108,8 +108,8 @@ pub fn build_verifiers(spec: Option<&str>, default: &str) -> Result<Verifiers> {
         Ok(v) => Ok(v),
         Err(rlvr_verify::VerifyError::UnknownVerifier(name)) if name == "code" => {
             Err(EvalError::Other(
-                "verifier code is not available yet (issue 4): HumanEval and other code sets \
-                 need the code sandbox"
+                "verifier code is not registered: HumanEval and other code sets need the code \
+                 sandbox verifier (`rlvr_code::register()`, which the rlvr binary calls)"
                     .into(),
             ))
         }

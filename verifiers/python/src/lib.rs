@@ -8,8 +8,15 @@
 //! `error` outcome. An exception in the function is an `error` outcome with the traceback in
 //! `details.traceback`. Scores ≥ `correct_threshold` are `correct`, others `incorrect`.
 //!
+//! Untrusted functions run in a code sandbox instead (`"sandbox": "wasm"` or `"docker"`): each
+//! call is one fresh sandbox run of the same worker with the function's file copied into its
+//! scratch dir — no host filesystem, no network, the sandbox's time/memory/output limits; a
+//! limit hit or a sandbox failure is an `error` outcome naming the sandbox status. (The WASM
+//! interpreter has the standard library only: no numpy, no zlib.)
+//!
 //! Registered as `python`: `rlvr verify --verifier python:PATH.py[:FUNCTION]`, or a spec
-//! `{"type": "python", "path": "reward.py", "function": "compute_score", "workers": 2}`.
+//! `{"type": "python", "path": "reward.py", "function": "compute_score", "workers": 2}`
+//! (`"sandbox": "wasm"` for untrusted code).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -19,12 +26,34 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rlvr_sandbox::{BackendKind, BlockingRunner, Limits, Program, RunResult, Status as SbStatus};
 use rlvr_verify::error::{Result, VerifyError};
 use rlvr_verify::{Outcome, RewardMapping, Status, Verifier, VerifyInput};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 const WORKER: &str = include_str!("worker.py");
+
+/// One shared runner per sandbox backend (the WASM interpreter is loaded once).
+fn sandbox_runner(kind: BackendKind) -> std::result::Result<Arc<BlockingRunner>, String> {
+    static RUNNERS: Mutex<Vec<(BackendKind, Arc<BlockingRunner>)>> = Mutex::new(Vec::new());
+    let mut rs = RUNNERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, r)) = rs.iter().find(|(k, _)| *k == kind) {
+        return Ok(r.clone());
+    }
+    let r = Arc::new(BlockingRunner::open(kind).map_err(|e| e.to_string())?);
+    rs.push((kind, r.clone()));
+    Ok(r)
+}
+
+/// The last `n` bytes of `s`, on a char boundary.
+fn tail(s: &str, n: usize) -> &str {
+    let mut i = s.len().saturating_sub(n);
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
 
 /// Settings of the Python verifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +74,11 @@ pub struct PythonConfig {
     pub timeout_ms: u64,
     /// Scores at or above this are `correct` (default 1.0).
     pub correct_threshold: f64,
+    /// Where the function runs: `host` (default; the worker pool, trusted code), `wasm` or
+    /// `docker` (one sandbox run per call, untrusted code).
+    pub sandbox: String,
+    /// Memory limit of a sandboxed call in MiB (default 256).
+    pub memory_mb: u64,
 }
 
 impl Default for PythonConfig {
@@ -57,6 +91,8 @@ impl Default for PythonConfig {
             workers: 2,
             timeout_ms: 10_000,
             correct_threshold: 1.0,
+            sandbox: "host".into(),
+            memory_mb: 256,
         }
     }
 }
@@ -177,6 +213,8 @@ impl WaitTimeout for Child {
 /// The `python` verifier: a pool of workers running one reward function.
 pub struct PythonVerifier {
     cfg: PythonConfig,
+    /// The sandbox and the function's source, when `sandbox` is not `host`.
+    sandboxed: Option<(Arc<BlockingRunner>, String)>,
     slots: Vec<Mutex<Option<Worker>>>,
     next: AtomicU64,
     mapping: RewardMapping,
@@ -211,6 +249,39 @@ impl PythonVerifier {
                 "workers and timeout_ms must be at least 1".into(),
             ));
         }
+        if cfg.sandbox != "host" {
+            let kind: BackendKind = cfg
+                .sandbox
+                .parse()
+                .map_err(|e: String| bad("sandbox", format!("{e} (or host)")))?;
+            let source = std::fs::read_to_string(&cfg.path)
+                .map_err(|e| bad("path", format!("{}: {e}", cfg.path.display())))?;
+            let runner = sandbox_runner(kind).map_err(|e| bad("sandbox", e))?;
+            let v = PythonVerifier {
+                cfg,
+                sandboxed: Some((runner, source)),
+                slots: Vec::new(),
+                next: AtomicU64::new(0),
+                mapping: RewardMapping::default(),
+            };
+            // Import the file and find the function now, so that a broken file is reported
+            // at once with Python's traceback.
+            let r = v.run_sandboxed(&[]);
+            if r.status != SbStatus::Ok || !r.stdout.contains("\"ready\": true") {
+                return Err(bad(
+                    "path",
+                    format!(
+                        "{} ({}) in the {} sandbox: {}: {}",
+                        v.cfg.path.display(),
+                        v.cfg.function,
+                        kind.as_str(),
+                        r.status,
+                        r.stderr.trim()
+                    ),
+                ));
+            }
+            return Ok(v);
+        }
         let first = Worker::start(&cfg).map_err(|e| {
             bad(
                 "path",
@@ -222,13 +293,52 @@ impl PythonVerifier {
         slots.extend((1..cfg.workers).map(|_| Mutex::new(None)));
         Ok(PythonVerifier {
             cfg,
+            sandboxed: None,
             slots,
             next: AtomicU64::new(0),
             mapping: RewardMapping::default(),
         })
     }
 
+    /// One sandbox run of the worker over `requests` (none: just import and report ready).
+    fn run_sandboxed(&self, requests: &[Value]) -> RunResult {
+        let (runner, source) = self.sandboxed.as_ref().expect("sandboxed verifier");
+        let mut program = Program::python(WORKER);
+        program.files.insert("reward.py".into(), source.clone());
+        program.argv = vec![
+            "reward.py".into(),
+            self.cfg.function.clone(),
+            self.cfg.style.clone(),
+        ];
+        program.stdin = requests.iter().map(|r| r.to_string() + "\n").collect();
+        let limits = Limits {
+            timeout_ms: self.cfg.timeout_ms,
+            memory_mb: self.cfg.memory_mb,
+            ..Limits::default()
+        };
+        runner.run(program, limits)
+    }
+
     fn call(&self, request: &Value) -> std::result::Result<Value, String> {
+        if self.sandboxed.is_some() {
+            let r = self.run_sandboxed(std::slice::from_ref(request));
+            let answer = r
+                .stdout
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["id"] == request["id"]);
+            return match answer {
+                Some(v) => Ok(v),
+                None => Err(format!(
+                    "the sandboxed call ended with {}{}: {}",
+                    r.status,
+                    r.exit_code
+                        .map(|c| format!(" (exit code {c})"))
+                        .unwrap_or_default(),
+                    tail(&r.stderr, 1500).trim()
+                )),
+            };
+        }
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) as usize;
         // A free worker if there is one, else wait for the one this call was dealt.

@@ -187,3 +187,105 @@ fn registered_as_python_with_path_and_function_in_the_name() {
         .to_string();
     assert!(e.contains("python.wokers"), "{e}");
 }
+
+/// A sandboxed verifier, or `None` (skip; a failure under CI) when the backend is missing.
+fn sandboxed(path: PathBuf, function: &str, sandbox: &str) -> Option<PythonVerifier> {
+    let cfg = PythonConfig {
+        path,
+        function: function.into(),
+        sandbox: sandbox.into(),
+        timeout_ms: 2_000,
+        ..PythonConfig::default()
+    };
+    match PythonVerifier::new(cfg) {
+        Ok(v) => Some(v),
+        Err(e) if e.to_string().contains("is not built") || e.to_string().contains("Docker") => {
+            assert!(
+                !rlvr_conformance::in_ci(),
+                "the {sandbox} sandbox is missing (CI=true: required): {e}"
+            );
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn untrusted_functions_run_in(sandbox: &str) {
+    // the example, unchanged, in both conventions
+    let Some(v) = sandboxed(example(), "compute_score", sandbox) else {
+        return;
+    };
+    assert_eq!(check(&v, "so 42", json!("42")).0, Status::Correct);
+    assert_eq!(check(&v, "so 41", json!("42")).0, Status::Incorrect);
+    let v = sandboxed(example(), "length_penalty", sandbox).unwrap();
+    let (st, score, _) = check(&v, &"x".repeat(50), json!(""));
+    assert_eq!((st, score), (Status::Incorrect, 0.5));
+
+    // a hostile function: reads host files, calls out, loops — all contained
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary.txt");
+    std::fs::write(&canary, "secret-canary").unwrap();
+    let body = format!(
+        "import socket, time\n\
+         def steal(data_source, solution_str, ground_truth, extra_info=None):\n    \
+             return {{'score': 1.0, 'data': open({:?}).read()}}\n\
+         def call_out(data_source, solution_str, ground_truth, extra_info=None):\n    \
+             socket.create_connection(('1.1.1.1', 80), timeout=1)\n    return 1.0\n\
+         def spin(data_source, solution_str, ground_truth, extra_info=None):\n    \
+             while True:\n        pass\n",
+        canary.display().to_string()
+    );
+    let path = write(dir.path(), &body);
+    for f in ["steal", "call_out"] {
+        let v = sandboxed(path.clone(), f, sandbox).unwrap();
+        let (st, _, d) = check(&v, "x", json!("1"));
+        assert_eq!(st, Status::Error, "{f}: {d}");
+        assert!(d.to_string().contains("Error"), "{f}: {d}");
+        assert!(!d.to_string().contains("secret-canary"), "{f}: {d}");
+    }
+    let v = sandboxed(path.clone(), "spin", sandbox).unwrap();
+    let t = Instant::now();
+    let (st, _, d) = check(&v, "x", json!("1"));
+    assert_eq!(st, Status::Error, "{d}");
+    assert!(
+        d["reason"].as_str().unwrap().contains("timeout")
+            || d["reason"].as_str().unwrap().contains("out_of_fuel"),
+        "{d}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    // a broken file is reported at construction, with Python's error
+    let bad = dir.path().join("broken.py");
+    std::fs::write(&bad, "def f(:\n").unwrap();
+    let e = PythonVerifier::new(PythonConfig {
+        path: bad,
+        sandbox: sandbox.into(),
+        ..PythonConfig::default()
+    })
+    .err()
+    .expect("a syntax error is refused");
+    assert!(e.to_string().contains("SyntaxError"), "{e}");
+}
+
+#[test]
+fn untrusted_functions_run_in_the_wasm_sandbox() {
+    untrusted_functions_run_in("wasm");
+}
+
+#[test]
+fn untrusted_functions_run_in_the_docker_sandbox() {
+    untrusted_functions_run_in("docker");
+}
+
+#[test]
+fn an_unknown_sandbox_is_a_config_error() {
+    let e = PythonVerifier::new(PythonConfig {
+        path: example(),
+        sandbox: "vm".into(),
+        ..PythonConfig::default()
+    })
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("python.sandbox"), "{e}");
+}
