@@ -1,7 +1,8 @@
 //! HumanEval canonical solutions per second, side by side in one run: the WASM sandbox, the
 //! Docker sandbox, and a native `python3` subprocess per program (no isolation: the baseline).
 //!
-//! `cargo bench -p rlvr-sandbox --bench humaneval [-- --concurrency N --rounds R --only wasm,native]`
+//! `cargo bench -p rlvr-sandbox --bench humaneval [-- --concurrency N --rounds R --only native,wasm,docker,docker-run]`
+//! (`docker-run`: one hardened `docker run --rm` per program, the naive baseline for Docker).
 //! Prints throughput, p50/p99 latency and the ratio to native. Needs ../shared (HumanEval),
 //! the WASM interpreter and, for the Docker column, a running engine with the sandbox image.
 
@@ -41,10 +42,22 @@ fn programs() -> Vec<String> {
         .collect()
 }
 
+/// The native interpreter: `$RLVR_BENCH_PYTHON`, else Debian's `/usr/bin/python3` (the one
+/// the Docker image is built from; a pyenv shim would add ~50 ms per start), else `python3`.
+fn python() -> String {
+    std::env::var("RLVR_BENCH_PYTHON").unwrap_or_else(|_| {
+        if std::path::Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3".into()
+        } else {
+            "python3".into()
+        }
+    })
+}
+
 /// One native run: `python3 -B -` with the program on stdin, killed at the timeout.
 async fn native(src: String, limits: Limits) -> (Status, f64) {
     let t = Instant::now();
-    let mut child = match tokio::process::Command::new("python3")
+    let mut child = match tokio::process::Command::new(python())
         .args(["-B", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -68,9 +81,74 @@ async fn native(src: String, limits: Limits) -> (Status, f64) {
     (st, t.elapsed().as_secs_f64() * 1e3)
 }
 
+/// One `docker run --rm` per program with the same hardening as the Docker sandbox (the
+/// naive way to isolate with Docker; the reference point).
+async fn docker_run(src: String, limits: Limits) -> (Status, f64) {
+    let t = Instant::now();
+    let image = DockerConfig::default().image;
+    let mem = format!("{}m", limits.memory_mb);
+    let mut child = match tokio::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "--read-only",
+            "--tmpfs",
+        ])
+        .arg("/tmp:size=64m")
+        .args([
+            "--memory",
+            &mem,
+            "--memory-swap",
+            &mem,
+            "--pids-limit",
+            "64",
+        ])
+        .args([
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--init",
+        ])
+        .args([
+            "--user",
+            "65534:65534",
+            "--log-driver",
+            "none",
+            &image,
+            "python3",
+            "-B",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(_) => return (Status::SandboxError, 0.0),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(src.as_bytes()).await;
+    }
+    let out = tokio::time::timeout(limits.timeout() * 3, child.wait_with_output()).await;
+    let st = match out {
+        Ok(Ok(o)) if o.status.success() => Status::Ok,
+        Ok(Ok(_)) => Status::NonzeroExit,
+        Ok(Err(_)) => Status::SandboxError,
+        Err(_) => Status::Timeout,
+    };
+    (st, t.elapsed().as_secs_f64() * 1e3)
+}
+
 #[derive(Clone)]
 enum Runner {
     Native,
+    DockerRun,
     Sb(Arc<dyn Sandbox>),
 }
 
@@ -86,6 +164,7 @@ async fn bench(name: &str, runner: Runner, progs: &[String], conc: usize, rounds
                 let _permit = sem.acquire_owned().await.unwrap();
                 match runner {
                     Runner::Native => native(p, limits).await,
+                    Runner::DockerRun => docker_run(p, limits).await,
                     Runner::Sb(sb) => {
                         let r = sb.run(Program::python(p), limits).await;
                         (r.status, r.wall_ms)
@@ -131,7 +210,7 @@ async fn main() {
                 .unwrap_or(2)
         });
     let rounds: usize = arg("--rounds").and_then(|v| v.parse().ok()).unwrap_or(1);
-    let only = arg("--only").unwrap_or_else(|| "native,wasm,docker".into());
+    let only = arg("--only").unwrap_or_else(|| "native,wasm,docker,docker-run".into());
     let progs = programs();
     println!(
         "HumanEval canonical solutions ({} programs × {rounds}), concurrency {conc}\n",
@@ -142,7 +221,8 @@ async fn main() {
     let mut native_rate = None;
     let mut rates = Vec::new();
     if only.contains("native") {
-        native_rate = Some(bench("native python3", Runner::Native, &progs, conc, rounds).await);
+        let name = format!("native {}", python());
+        native_rate = Some(bench(&name, Runner::Native, &progs, conc, rounds).await);
     }
     if only.contains("wasm") {
         let t = Instant::now();
@@ -162,7 +242,7 @@ async fn main() {
             Err(e) => println!("| wasm | unavailable: {e} |"),
         }
     }
-    if only.contains("docker") {
+    if only.split(',').any(|o| o == "docker") {
         let cfg = DockerConfig {
             concurrency: conc.max(4),
             ..DockerConfig::default()
@@ -185,6 +265,17 @@ async fn main() {
             }
             Err(e) => println!("| docker | unavailable: {e} |"),
         }
+    }
+    if only.contains("docker-run") {
+        let r = bench(
+            "docker run --rm",
+            Runner::DockerRun,
+            &progs,
+            conc.max(4),
+            rounds,
+        )
+        .await;
+        rates.push(("docker run --rm", r));
     }
     if let Some(nr) = native_rate {
         println!();
