@@ -545,9 +545,16 @@ impl Verifier for CodeVerifier {
     }
 
     fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
-        self.verify_batch(std::slice::from_ref(input))
+        CodeVerifier::verify_batch(self, std::slice::from_ref(input))
             .pop()
             .unwrap_or_else(|| Outcome::error(&self.cfg.mapping, "no outcome"))
+    }
+
+    /// The inherent [`CodeVerifier::verify_batch`]: every program of the batch goes to the
+    /// sandbox at once.
+    fn verify_batch(&self, inputs: &[VerifyInput<'_>]) -> Vec<Outcome> {
+        // The path names the inherent method (inherent methods come first): not a recursion.
+        CodeVerifier::verify_batch(self, inputs)
     }
 }
 
@@ -565,4 +572,54 @@ fn factory(settings: &Map<String, Value>) -> Result<Arc<dyn Verifier>> {
 /// installed with [`set_backend_factory`].
 pub fn register() -> Result<()> {
     rlvr_verify::registry::register("code", factory)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A sandbox that runs nothing: it counts the programs it was given and fails them.
+    struct Counting(Arc<AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl rlvr_sandbox::Sandbox for Counting {
+        fn kind(&self) -> BackendKind {
+            BackendKind::Wasm
+        }
+        async fn run(&self, _program: Program, _limits: Limits) -> RunResult {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            RunResult::sandbox_error(BackendKind::Wasm, "counting sandbox")
+        }
+    }
+
+    #[test]
+    fn the_trait_batch_is_the_inherent_one() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let runner = BlockingRunner::new(Arc::new(Counting(runs.clone())), 1).unwrap();
+        let v = CodeVerifier::new(CodeConfig::default(), Arc::new(runner)).unwrap();
+        let v: &dyn Verifier = &v;
+        let gt = json!({"format": "asserts", "tests": ["assert f() == 1"]});
+        let meta = Value::Null;
+        let inputs: Vec<VerifyInput> = [
+            "```python\ndef f():\n    return 1\n```",
+            "   ",
+            "def f(): return 2",
+        ]
+        .iter()
+        .map(|r| VerifyInput {
+            response: r,
+            ground_truth: &gt,
+            metadata: &meta,
+        })
+        .collect();
+        // Through the trait object: no recursion, one outcome per input, in order.
+        let out = v.verify_batch(&inputs);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1].status, Status::Invalid, "{:?}", out[1]);
+        assert_eq!(out[0].status, Status::Error, "{:?}", out[0]);
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
+        assert!(v.verify_batch(&[]).is_empty());
+        assert_eq!(v.verify(&inputs[1]).status, Status::Invalid);
+    }
 }

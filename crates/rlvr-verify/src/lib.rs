@@ -147,6 +147,14 @@ pub trait Verifier: Send + Sync {
     fn name(&self) -> &str;
     /// Judges one response.
     fn verify(&self, input: &VerifyInput<'_>) -> Outcome;
+    /// Judges many responses: exactly one outcome per input, in the same order. The default
+    /// calls [`verify`](Self::verify) on each input in turn; implementations may judge the
+    /// batch at once (one call of a Python worker for the whole batch, concurrent sandbox
+    /// runs…). Wrappers that bound each call (e.g. [`compose::Deadline`]) keep the default,
+    /// so their bound stays per item.
+    fn verify_batch(&self, inputs: &[VerifyInput<'_>]) -> Vec<Outcome> {
+        inputs.iter().map(|i| self.verify(i)).collect()
+    }
 }
 
 /// Counts of outcomes per status, and their score sum: the summary every caller should report.
@@ -188,5 +196,48 @@ impl Tally {
         } else {
             self.score_sum / self.total() as f64
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Scores the response's length; counts its calls.
+    struct Len(AtomicUsize);
+
+    impl Verifier for Len {
+        fn name(&self) -> &str {
+            "len"
+        }
+        fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Outcome {
+                score: input.response.len() as f32,
+                status: Status::Correct,
+                details: serde_json::json!({}),
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_batch_is_one_verify_per_input_in_order() {
+        let v = Len(AtomicUsize::new(0));
+        let (gt, meta) = (Value::Null, Value::Null);
+        let texts = ["a", "abc", "", "ab"];
+        let inputs: Vec<VerifyInput> = texts
+            .iter()
+            .map(|t| VerifyInput {
+                response: t,
+                ground_truth: &gt,
+                metadata: &meta,
+            })
+            .collect();
+        let dynv: &dyn Verifier = &v;
+        let scores: Vec<f32> = dynv.verify_batch(&inputs).iter().map(|o| o.score).collect();
+        assert_eq!(scores, [1.0, 3.0, 0.0, 2.0]);
+        assert_eq!(v.0.load(Ordering::Relaxed), 4);
+        assert!(dynv.verify_batch(&[]).is_empty());
     }
 }

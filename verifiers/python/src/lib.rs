@@ -14,6 +14,15 @@
 //! limit hit or a sandbox failure is an `error` outcome naming the sandbox status. (The WASM
 //! interpreter has the standard library only: no numpy, no zlib.)
 //!
+//! Batches ([`Verifier::verify_batch`]) go to the function in one call per chunk: the batch
+//! is split into at most `workers` chunks of at most `batch_size` items, sent to different
+//! workers (or sandbox runs) at once, each as ONE request line answered by one line; a TRL
+//! function is called once per chunk with the lists of all its prompts and completions, a
+//! verl function once per item inside the worker. A chunk of `n` items has a deadline of
+//! `timeout_ms × min(n, 10)` ([`BATCH_DEADLINE_CAP`]); a chunk that times out, crashes or
+//! answers garbage makes every one of its items an `error` outcome, and its worker is replaced
+//! as for a single call.
+//!
 //! Registered as `python`: `rlvr verify --verifier python:PATH.py[:FUNCTION]`, or a spec
 //! `{"type": "python", "path": "reward.py", "function": "compute_score", "workers": 2}`
 //! (`"sandbox": "wasm"` for untrusted code).
@@ -21,7 +30,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +42,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 const WORKER: &str = include_str!("worker.py");
+
+/// A batch call over `n` items may take `timeout_ms × min(n, BATCH_DEADLINE_CAP)` (and, in a
+/// sandbox, as many times the fuel and output allowance of a single call).
+pub const BATCH_DEADLINE_CAP: u64 = 10;
+
+/// A fresh request id (unique in this process).
+fn next_id() -> u64 {
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    IDS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The worker's request for one input (without its `id`).
+fn item_request(input: &VerifyInput<'_>) -> Map<String, Value> {
+    let meta = input.metadata;
+    let field = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    let mut m = Map::new();
+    m.insert("response".into(), json!(input.response));
+    m.insert("ground_truth".into(), input.ground_truth.clone());
+    m.insert("data_source".into(), field("data_source"));
+    m.insert("extra_info".into(), field("extra_info"));
+    m.insert("prompt".into(), field("prompt"));
+    m
+}
 
 /// One shared runner per sandbox backend (the WASM interpreter is loaded once).
 fn sandbox_runner(kind: BackendKind) -> std::result::Result<Arc<BlockingRunner>, String> {
@@ -68,9 +100,11 @@ pub struct PythonConfig {
     pub style: String,
     /// The interpreter (default `python3`).
     pub python: String,
-    /// Worker processes (default 2).
+    /// Worker processes (default 2); also how many chunks (worker calls or sandbox runs, at
+    /// once) a batch is split into at most.
     pub workers: usize,
-    /// Deadline of one call in ms, and of a worker's start-up (default 10000).
+    /// Deadline of one call in ms, and of a worker's start-up (default 10000). It is per item:
+    /// a batch call over `n` items gets `timeout_ms × min(n, 10)` ([`BATCH_DEADLINE_CAP`]).
     pub timeout_ms: u64,
     /// Scores at or above this are `correct` (default 1.0).
     pub correct_threshold: f64,
@@ -79,6 +113,8 @@ pub struct PythonConfig {
     pub sandbox: String,
     /// Memory limit of a sandboxed call in MiB (default 256).
     pub memory_mb: u64,
+    /// Most items in one worker call or sandbox run of a batch (default 64).
+    pub batch_size: usize,
 }
 
 impl Default for PythonConfig {
@@ -93,6 +129,7 @@ impl Default for PythonConfig {
             correct_threshold: 1.0,
             sandbox: "host".into(),
             memory_mb: 256,
+            batch_size: 64,
         }
     }
 }
@@ -249,6 +286,9 @@ impl PythonVerifier {
                 "workers and timeout_ms must be at least 1".into(),
             ));
         }
+        if cfg.batch_size == 0 {
+            return Err(bad("batch_size", "must be at least 1".into()));
+        }
         if cfg.sandbox != "host" {
             let kind: BackendKind = cfg
                 .sandbox
@@ -266,7 +306,7 @@ impl PythonVerifier {
             };
             // Import the file and find the function now, so that a broken file is reported
             // at once with Python's traceback.
-            let r = v.run_sandboxed(&[]);
+            let r = v.run_sandboxed(&[], 1);
             if r.status != SbStatus::Ok || !r.stdout.contains("\"ready\": true") {
                 return Err(bad(
                     "path",
@@ -300,8 +340,9 @@ impl PythonVerifier {
         })
     }
 
-    /// One sandbox run of the worker over `requests` (none: just import and report ready).
-    fn run_sandboxed(&self, requests: &[Value]) -> RunResult {
+    /// One sandbox run of the worker over `requests` (none: just import and report ready),
+    /// with `scale` times a single call's time, fuel and output allowance.
+    fn run_sandboxed(&self, requests: &[Value], scale: u64) -> RunResult {
         let (runner, source) = self.sandboxed.as_ref().expect("sandboxed verifier");
         let mut program = Program::python(WORKER);
         program.files.insert("reward.py".into(), source.clone());
@@ -311,34 +352,54 @@ impl PythonVerifier {
             self.cfg.style.clone(),
         ];
         program.stdin = requests.iter().map(|r| r.to_string() + "\n").collect();
+        let d = Limits::default();
         let limits = Limits {
-            timeout_ms: self.cfg.timeout_ms,
+            timeout_ms: self.cfg.timeout_ms.saturating_mul(scale),
             memory_mb: self.cfg.memory_mb,
-            ..Limits::default()
+            fuel: d.fuel.map(|f| f.saturating_mul(scale)),
+            output_bytes: d.output_bytes.saturating_mul(scale as usize),
+            ..d
         };
         runner.run(program, limits)
     }
 
+    /// One sandbox run answering `request`, with `scale` times a single call's limits.
+    fn call_sandboxed(&self, request: &Value, scale: u64) -> std::result::Result<Value, String> {
+        let r = self.run_sandboxed(std::slice::from_ref(request), scale);
+        let answer = r
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["id"] == request["id"]);
+        match answer {
+            Some(v) => Ok(v),
+            None => Err(format!(
+                "the sandboxed call ended with {}{}: {}",
+                r.status,
+                r.exit_code
+                    .map(|c| format!(" (exit code {c})"))
+                    .unwrap_or_default(),
+                tail(&r.stderr, 1500).trim()
+            )),
+        }
+    }
+
     fn call(&self, request: &Value) -> std::result::Result<Value, String> {
         if self.sandboxed.is_some() {
-            let r = self.run_sandboxed(std::slice::from_ref(request));
-            let answer = r
-                .stdout
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|v| v["id"] == request["id"]);
-            return match answer {
-                Some(v) => Ok(v),
-                None => Err(format!(
-                    "the sandboxed call ended with {}{}: {}",
-                    r.status,
-                    r.exit_code
-                        .map(|c| format!(" (exit code {c})"))
-                        .unwrap_or_default(),
-                    tail(&r.stderr, 1500).trim()
-                )),
-            };
+            return self.call_sandboxed(request, 1);
         }
+        self.exchange(request, self.cfg.timeout_ms, |_| true)
+    }
+
+    /// Sends `request` to a pool worker and waits at most `timeout_ms` for the answer with
+    /// its id, which `valid` must accept. A worker that fails is killed and replaced at the
+    /// next use of its slot.
+    fn exchange(
+        &self,
+        request: &Value,
+        timeout_ms: u64,
+        valid: impl Fn(&Value) -> bool,
+    ) -> std::result::Result<Value, String> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) as usize;
         // A free worker if there is one, else wait for the one this call was dealt.
@@ -361,18 +422,16 @@ impl PythonVerifier {
             .and_then(|_| w.stdin.flush());
         let answer = match written {
             Err(e) => Err(format!("the worker died: {e}")),
-            Ok(()) => match w
-                .lines
-                .recv_timeout(Duration::from_millis(self.cfg.timeout_ms))
-            {
+            Ok(()) => match w.lines.recv_timeout(Duration::from_millis(timeout_ms)) {
                 Ok(l) => match serde_json::from_str::<Value>(&l) {
-                    Ok(v) if v["id"] == id => Ok(v),
+                    Ok(v) if v["id"] == id && valid(&v) => Ok(v),
+                    Ok(v) if v["id"] == id => {
+                        Err(format!("the worker answered garbage: {}", head(&l, 1000)))
+                    }
                     Ok(v) => Err(format!("the worker answered another request: {v}")),
                     Err(_) => Err(format!("the worker answered garbage: {l}")),
                 },
-                Err(RecvTimeoutError::Timeout) => {
-                    Err(format!("timed out after {} ms", self.cfg.timeout_ms))
-                }
+                Err(RecvTimeoutError::Timeout) => Err(format!("timed out after {timeout_ms} ms")),
                 Err(RecvTimeoutError::Disconnected) => {
                     let tail = w.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     Err(format!("the worker exited: {}", tail.trim()))
@@ -387,47 +446,141 @@ impl PythonVerifier {
     }
 }
 
+impl PythonVerifier {
+    /// The outcome of one answer (`{"score", "details"}` or `{"error": traceback}`).
+    fn judge(&self, v: &Value) -> Outcome {
+        if let Some(tb) = v.get("error").and_then(Value::as_str) {
+            return Outcome::with_status(
+                Status::Error,
+                &self.mapping,
+                json!({"reason": "the reward function raised", "traceback": tb}),
+            );
+        }
+        match v.get("score").and_then(Value::as_f64) {
+            Some(score) if score.is_finite() => Outcome {
+                score: score as f32,
+                status: if score >= self.cfg.correct_threshold {
+                    Status::Correct
+                } else {
+                    Status::Incorrect
+                },
+                details: v.get("details").cloned().unwrap_or(json!({})),
+            },
+            _ => Outcome::error(&self.mapping, format!("no finite score in {v}")),
+        }
+    }
+
+    /// One worker call (or sandbox run) over `items`: one outcome per item, in order.
+    fn call_chunk(&self, items: &[Map<String, Value>]) -> Vec<Outcome> {
+        let n = items.len();
+        let request = json!({"id": next_id(), "batch": items});
+        let scale = (n as u64).clamp(1, BATCH_DEADLINE_CAP);
+        let shaped =
+            |v: &Value| v.get("results").and_then(Value::as_array).map(Vec::len) == Some(n);
+        let answer = if self.sandboxed.is_some() {
+            self.call_sandboxed(&request, scale).and_then(|v| {
+                if shaped(&v) {
+                    Ok(v)
+                } else {
+                    Err(format!(
+                        "the sandboxed worker answered garbage: {}",
+                        head(&v.to_string(), 1000)
+                    ))
+                }
+            })
+        } else {
+            self.exchange(&request, self.cfg.timeout_ms.saturating_mul(scale), shaped)
+        };
+        match answer {
+            Ok(v) => v["results"]
+                .as_array()
+                .map(|rs| rs.iter().map(|r| self.judge(r)).collect())
+                .unwrap_or_default(),
+            Err(reason) => {
+                let reason = format!("{reason} (a batch call over {n} items)");
+                (0..n)
+                    .map(|_| Outcome::error(&self.mapping, reason.clone()))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The first `n` bytes of `s`, on a char boundary, with `…` when cut.
+fn head(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_string();
+    }
+    let mut i = n;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    format!("{}…", &s[..i])
+}
+
 impl Verifier for PythonVerifier {
     fn name(&self) -> &str {
         "python"
     }
 
     fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
-        static IDS: AtomicU64 = AtomicU64::new(1);
-        let id = IDS.fetch_add(1, Ordering::Relaxed);
-        let meta = input.metadata;
-        let request = json!({
-            "id": id,
-            "response": input.response,
-            "ground_truth": input.ground_truth,
-            "data_source": meta.get("data_source").cloned().unwrap_or(Value::Null),
-            "extra_info": meta.get("extra_info").cloned().unwrap_or(Value::Null),
-            "prompt": meta.get("prompt").cloned().unwrap_or(Value::Null),
-        });
-        match self.call(&request) {
+        let mut request = item_request(input);
+        request.insert("id".into(), json!(next_id()));
+        match self.call(&Value::Object(request)) {
             Err(reason) => Outcome::error(&self.mapping, reason),
-            Ok(v) => {
-                if let Some(tb) = v.get("error").and_then(Value::as_str) {
-                    return Outcome::with_status(
-                        Status::Error,
-                        &self.mapping,
-                        json!({"reason": "the reward function raised", "traceback": tb}),
-                    );
-                }
-                match v.get("score").and_then(Value::as_f64) {
-                    Some(score) if score.is_finite() => Outcome {
-                        score: score as f32,
-                        status: if score >= self.cfg.correct_threshold {
-                            Status::Correct
-                        } else {
-                            Status::Incorrect
-                        },
-                        details: v.get("details").cloned().unwrap_or(json!({})),
-                    },
-                    _ => Outcome::error(&self.mapping, format!("no finite score in {v}")),
+            Ok(v) => self.judge(&v),
+        }
+    }
+
+    /// The batch in chunks of at most `batch_size` items, at most `workers` chunks at once,
+    /// each chunk one worker call (one sandbox run) with a deadline of
+    /// `timeout_ms × min(len, 10)`. A single input is a plain [`verify`](Self::verify).
+    fn verify_batch(&self, inputs: &[VerifyInput<'_>]) -> Vec<Outcome> {
+        let n = inputs.len();
+        if n <= 1 {
+            return inputs.iter().map(|i| self.verify(i)).collect();
+        }
+        let items: Vec<Map<String, Value>> = inputs.iter().map(item_request).collect();
+        let parallel = self.cfg.workers.max(1);
+        let size = n.div_ceil(parallel).clamp(1, self.cfg.batch_size.max(1));
+        let chunks: Vec<&[Map<String, Value>]> = items.chunks(size).collect();
+        if chunks.len() == 1 {
+            return self.call_chunk(chunks[0]);
+        }
+        let next = AtomicUsize::new(0);
+        let mut done: Vec<Option<Vec<Outcome>>> = vec![None; chunks.len()];
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..parallel.min(chunks.len()))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut got = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(chunk) = chunks.get(k) else {
+                                return got;
+                            };
+                            got.push((k, self.call_chunk(chunk)));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                for (k, outcomes) in h.join().unwrap_or_default() {
+                    done[k] = Some(outcomes);
                 }
             }
+        });
+        let mut out = Vec::with_capacity(n);
+        for (k, chunk) in chunks.iter().enumerate() {
+            match done[k].take() {
+                Some(o) if o.len() == chunk.len() => out.extend(o),
+                _ => out.extend(
+                    (0..chunk.len())
+                        .map(|_| Outcome::error(&self.mapping, "the batch thread failed")),
+                ),
+            }
         }
+        out
     }
 }
 

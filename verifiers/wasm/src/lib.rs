@@ -513,9 +513,15 @@ impl Verifier for WasmPluginVerifier {
     }
 
     fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
-        self.verify_batch(std::slice::from_ref(input))
+        WasmPluginVerifier::verify_batch(self, std::slice::from_ref(input))
             .pop()
             .unwrap_or_else(|| self.error("no result", None))
+    }
+
+    /// The inherent [`WasmPluginVerifier::verify_batch`]: up to `concurrency` calls at once.
+    fn verify_batch(&self, inputs: &[VerifyInput<'_>]) -> Vec<Outcome> {
+        // The path names the inherent method (inherent methods come first): not a recursion.
+        WasmPluginVerifier::verify_batch(self, inputs)
     }
 }
 
@@ -761,6 +767,52 @@ mod tests {
         );
         assert_eq!(r["metadata"], json!({}));
         assert_eq!(r["config"], json!({}));
+    }
+
+    #[test]
+    fn the_trait_batch_is_the_inherent_one() {
+        // The smallest WASI command: exports `_start` (which returns at once) and `memory`;
+        // it writes nothing, so every call is an `error` outcome.
+        let module: &[u8] = &[
+            0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+            0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type: () -> ()
+            0x03, 0x02, 0x01, 0x00, // one function of that type
+            0x05, 0x03, 0x01, 0x00, 0x01, // one memory, 1 page
+            0x07, 0x13, 0x02, // two exports
+            0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, // "_start": func 0
+            0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, // "memory": memory 0
+            0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // body: end
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.wasm");
+        std::fs::write(&path, module).unwrap();
+        let v = WasmPluginVerifier::new(WasmPluginConfig {
+            concurrency: 2,
+            ..WasmPluginConfig::for_path(&path)
+        })
+        .unwrap();
+        let v: &dyn Verifier = &v;
+        let (gt, meta) = (json!("1"), Value::Null);
+        let inputs: Vec<VerifyInput> = ["a", "b", "c"]
+            .iter()
+            .map(|r| VerifyInput {
+                response: r,
+                ground_truth: &gt,
+                metadata: &meta,
+            })
+            .collect();
+        // Through the trait object: no recursion, one outcome per input.
+        let out = v.verify_batch(&inputs);
+        assert_eq!(out.len(), 3);
+        for o in &out {
+            assert_eq!(o.status, Status::Error, "{o:?}");
+            assert!(
+                o.details["reason"].as_str().unwrap().contains("nothing"),
+                "{o:?}"
+            );
+        }
+        assert!(v.verify_batch(&[]).is_empty());
+        assert_eq!(v.verify(&inputs[0]).status, Status::Error);
     }
 
     #[test]
