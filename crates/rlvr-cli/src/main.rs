@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod alloc;
 mod eval_cmd;
 mod model_cmd;
+mod rm_cmd;
 mod sample_cmd;
 mod sandbox_cmd;
 mod selftest_cmd;
@@ -54,6 +55,11 @@ enum Command {
     /// Serve a model over an OpenAI-compatible HTTP API (completions, chat completions;
     /// loopback by default).
     Serve(serve_cmd::ServeArgs),
+    /// Reward models: train an outcome (ORM) or process (PRM) reward model.
+    Rm {
+        #[command(subcommand)]
+        command: rm_cmd::RmCommand,
+    },
     /// Run programs in the code sandboxes (WASM, Docker).
     Sandbox {
         #[command(subcommand)]
@@ -94,6 +100,7 @@ fn main() {
         ("python", rlvr_verifier_python::register()),
         ("wasm", rlvr_verifier_wasm::register()),
         ("code", rlvr_code::register()),
+        ("orm/prm", rlvr_rm::register()),
     ] {
         if let Err(e) = registered {
             eprintln!("error: registering the {name} verifier: {e}");
@@ -107,6 +114,7 @@ fn main() {
         Command::Verify(args) => verify_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Rm { command } => rm_cmd::run(command),
         Command::Sandbox { command } => sandbox_cmd::run(command),
         Command::Selftest { command } => selftest_cmd::run(command),
     };

@@ -1,0 +1,617 @@
+//! [`RewardModel`]: the policy architecture (a [`CausalLm`] backbone) with a scalar head
+//! `score.weight` of shape `[1, hidden]` — Hugging Face's `*ForSequenceClassification`
+//! convention with `num_labels = 1`, no bias. An outcome model (ORM) reads the head at the last
+//! token of `prompt + response`; a process model (PRM) reads it at the last token of the step
+//! separator that follows every step.
+//!
+//! Directories are ordinary HF model directories: `config.json` (the backbone's fields,
+//! `architectures: ["Qwen2ForSequenceClassification"]`, `num_labels: 1`, and rlvr's own
+//! settings under `rlvr_reward_model`), `model.safetensors` (backbone + `score.weight`,
+//! without `lm_head.weight`, which sequence classifiers do not have) and the tokenizer files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+use rlvr_model::save::COPIED_FILES;
+use rlvr_model::{Batch, CausalLm, Checkpoint, Mode, ModelConfig, Tokenizer};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::aggregate::Aggregation;
+use crate::error::{Result, RmError};
+
+/// Key of rlvr's reward-model settings in `config.json`.
+pub const SETTINGS_KEY: &str = "rlvr_reward_model";
+/// Name of the scalar head, as in transformers' sequence classifiers.
+pub const HEAD: &str = "score.weight";
+/// Seed of the head's initial weights when a checkpoint has none.
+pub const HEAD_INIT_SEED: u64 = 0x5c0e_5eed;
+
+/// Outcome or process reward model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RmKind {
+    /// One score per response, read at its last token.
+    #[default]
+    Orm,
+    /// One score per step, read at the step separators.
+    Prm,
+}
+
+impl RmKind {
+    /// `orm` or `prm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RmKind::Orm => "orm",
+            RmKind::Prm => "prm",
+        }
+    }
+
+    /// Parses `orm` / `prm`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "orm" => Some(RmKind::Orm),
+            "prm" => Some(RmKind::Prm),
+            _ => None,
+        }
+    }
+}
+
+/// Settings saved with a reward model (`config.json` → `rlvr_reward_model`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RmSettings {
+    /// `orm` or `prm` (default `orm`).
+    pub kind: RmKind,
+    /// PRM: the text that ends every step — responses are split on it, and the head is read
+    /// at its last token after each step (default `"\n"`). A single special token (e.g.
+    /// `"ки"` or `"<step>"`) works the same way.
+    pub step_separator: String,
+    /// PRM: how step probabilities become the response score (default `min`).
+    pub aggregation: Aggregation,
+    /// A response (or step) is judged correct when its probability is at least this
+    /// (default 0.5).
+    pub threshold: f32,
+    /// Sequences scored per forward pass at inference (default 16).
+    pub batch_size: usize,
+}
+
+impl Default for RmSettings {
+    fn default() -> Self {
+        RmSettings {
+            kind: RmKind::Orm,
+            step_separator: "\n".into(),
+            aggregation: Aggregation::Min,
+            threshold: 0.5,
+            batch_size: 16,
+        }
+    }
+}
+
+/// The score of one response.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RmScore {
+    /// Probability that the response is right: `σ(logit)` (ORM) or the aggregated step
+    /// probabilities (PRM).
+    pub score: f32,
+    /// ORM: the head's raw output; PRM: the logit of `score` (`ln(p/(1-p))`, clamped).
+    pub logit: f32,
+    /// PRM: the probability of each step (empty for an ORM).
+    pub steps: Vec<f32>,
+}
+
+/// One item to score: a prompt (a string, or chat messages rendered with the model's
+/// template) and a response.
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreInput<'a> {
+    pub prompt: &'a Value,
+    pub response: &'a str,
+}
+
+/// A reward model: backbone, head, tokenizer, settings.
+pub struct RewardModel {
+    backbone: CausalLm,
+    tokenizer: Tokenizer,
+    score: Var,
+    /// Kind, separator, aggregation, threshold.
+    pub settings: RmSettings,
+    pad_id: u32,
+    source_dir: PathBuf,
+    head_initialised: bool,
+}
+
+fn normal_init(n: usize, std: f64, seed: u64) -> Vec<f32> {
+    let mut rng = rlvr_data::rng::SplitMix64::new(seed);
+    let mut uniform = move || ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    (0..n)
+        .map(|_| {
+            let (u1, u2) = (uniform(), uniform());
+            (std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        })
+        .collect()
+}
+
+impl RewardModel {
+    /// Loads a model directory: a reward model saved by rlvr, a `*ForSequenceClassification`
+    /// checkpoint (`score.weight` of shape `[1, hidden]`), or a causal LM, whose head is then
+    /// initialised ~ N(0, initializer_range²) from a fixed seed (logged, and reported by
+    /// [`head_was_initialised`](Self::head_was_initialised)). Settings come from
+    /// `config.json`'s `rlvr_reward_model`, else the defaults. Compute is f32.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| RmError::io(&config_path, e))?;
+        let mut raw: Value = serde_json::from_str(&text).map_err(|e| {
+            RmError::config(
+                config_path.display().to_string(),
+                format!("invalid JSON: {e}"),
+            )
+        })?;
+        // The backbone is parsed as its causal-LM twin (`Qwen2ForSequenceClassification` →
+        // `Qwen2ForCausalLM`); the saved config names the classifier again.
+        if let Some(Value::Array(archs)) = raw.get_mut("architectures") {
+            for a in archs.iter_mut() {
+                if let Some(s) = a.as_str() {
+                    if let Some(base) = s.strip_suffix("ForSequenceClassification") {
+                        *a = Value::String(format!("{base}ForCausalLM"));
+                    }
+                }
+            }
+        }
+        let cfg = ModelConfig::from_value(raw, &config_path)?;
+        let settings = match cfg.raw.get(SETTINGS_KEY) {
+            None | Some(Value::Null) => RmSettings::default(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                RmError::config(
+                    format!("{}: {SETTINGS_KEY}", config_path.display()),
+                    e.to_string(),
+                )
+            })?,
+        };
+        let num_labels = cfg
+            .raw
+            .get("num_labels")
+            .and_then(Value::as_u64)
+            .or_else(|| {
+                cfg.raw
+                    .get("id2label")
+                    .and_then(Value::as_object)
+                    .map(|m| m.len() as u64)
+            });
+        if let Some(n) = num_labels {
+            if n != 1 {
+                return Err(RmError::config(
+                    format!("{}: num_labels", config_path.display()),
+                    format!("a reward model has one label (a scalar head), this config has {n}"),
+                ));
+            }
+        }
+        let ckpt = Checkpoint::open(dir)?;
+        let hidden = cfg.hidden_size;
+        let init_std = cfg
+            .raw
+            .get("initializer_range")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.02);
+        let vocab = cfg.vocab_size;
+        let backbone = CausalLm::from_tensors(cfg, device, DType::F32, |name, shape| {
+            if name == "lm_head.weight" && !ckpt.contains(name) {
+                // Sequence classifiers have no LM head; the reward model never uses it.
+                return Ok(Tensor::zeros((vocab, hidden), DType::F32, device)?);
+            }
+            ckpt.load(name, shape, DType::F32, device)
+        })?;
+        let (score, head_initialised) = if ckpt.contains(HEAD) {
+            (ckpt.load(HEAD, &[1, hidden], DType::F32, device)?, false)
+        } else {
+            tracing::warn!(
+                dir = %dir.display(),
+                "no `{HEAD}` in the checkpoint: the reward head is initialised at random (N(0, {init_std}²), seed {HEAD_INIT_SEED:#x}) and must be trained"
+            );
+            let data = normal_init(hidden, init_std, HEAD_INIT_SEED);
+            (Tensor::from_vec(data, (1, hidden), device)?, true)
+        };
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let pad_id = backbone
+            .config()
+            .pad_token_id
+            .or(tokenizer.pad_token_id())
+            .or(tokenizer.eos_token_id())
+            .unwrap_or(0);
+        Ok(RewardModel {
+            backbone,
+            tokenizer,
+            score: Var::from_tensor(&score)?,
+            settings,
+            pad_id,
+            source_dir: dir.to_path_buf(),
+            head_initialised,
+        })
+    }
+
+    /// The transformer under the head.
+    pub fn backbone(&self) -> &CausalLm {
+        &self.backbone
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The head `score.weight`, `[1, hidden]`.
+    pub fn head(&self) -> &Var {
+        &self.score
+    }
+
+    /// Whether the head was initialised here because the checkpoint had none.
+    pub fn head_was_initialised(&self) -> bool {
+        self.head_initialised
+    }
+
+    /// The directory the model was loaded from.
+    pub fn source_dir(&self) -> &Path {
+        &self.source_dir
+    }
+
+    /// The padding id used for batching.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Every trainable parameter (backbone, then head) for an optimiser. An untied
+    /// `lm_head.weight` is left out: the reward model never uses it.
+    pub fn vars(&self) -> Vec<Var> {
+        self.backbone
+            .named_vars()
+            .iter()
+            .filter(|(n, _)| n != "lm_head.weight")
+            .map(|(_, v)| v.clone())
+            .chain(std::iter::once(self.score.clone()))
+            .collect()
+    }
+
+    /// Every saved tensor with its HF name: the backbone without `lm_head.weight`, then
+    /// `score.weight`.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        self.backbone
+            .named_vars()
+            .iter()
+            .filter(|(n, _)| n != "lm_head.weight")
+            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+            .chain(std::iter::once((
+                HEAD.to_string(),
+                self.score.as_tensor().detach(),
+            )))
+            .collect()
+    }
+
+    /// The `config.json` this model saves: the backbone's fields, the sequence-classification
+    /// architecture, one label, rlvr's settings.
+    pub fn config_json(&self) -> Value {
+        let cfg = self.backbone.config();
+        let mut raw = cfg.raw.clone();
+        if let Value::Object(obj) = &mut raw {
+            let arch = cfg
+                .family
+                .architecture()
+                .replace("ForCausalLM", "ForSequenceClassification");
+            obj.insert("architectures".into(), json!([arch]));
+            obj.insert("num_labels".into(), json!(1));
+            obj.insert("id2label".into(), json!({"0": "LABEL_0"}));
+            obj.insert("label2id".into(), json!({"LABEL_0": 0}));
+            if obj.get("pad_token_id").is_none_or(Value::is_null) {
+                obj.insert("pad_token_id".into(), json!(self.pad_id));
+            }
+            let mut set = false;
+            for key in ["dtype", "torch_dtype"] {
+                if obj.contains_key(key) {
+                    obj.insert(key.into(), json!("float32"));
+                    set = true;
+                }
+            }
+            if !set {
+                obj.insert("torch_dtype".into(), json!("float32"));
+            }
+            obj.insert(
+                SETTINGS_KEY.into(),
+                serde_json::to_value(&self.settings).expect("settings serialize"),
+            );
+        }
+        raw
+    }
+
+    /// Saves the model as an HF directory at `out`, atomically: everything is written to a
+    /// temporary sibling directory that is then renamed into place (an existing `out` is
+    /// replaced only once the new one is complete).
+    pub fn save(&self, out: &Path) -> Result<()> {
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| RmError::io(&parent, e))?;
+        let name = out
+            .file_name()
+            .ok_or_else(|| RmError::Input(format!("{}: not a directory name", out.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| RmError::io(&tmp, e))?;
+        let result = self
+            .write_files(&tmp)
+            .and_then(|_| replace_dir(&tmp, out, &name));
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    fn write_files(&self, dir: &Path) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = self
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?.contiguous()?)))
+            .collect::<Result<_>>()?;
+        let path = dir.join(rlvr_model::weights::SINGLE_FILE);
+        let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+        safetensors::serialize_to_file(
+            tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(metadata),
+            &path,
+        )
+        .map_err(|e| RmError::Input(format!("{}: safetensors: {e}", path.display())))?;
+        let cfg_path = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&self.config_json()).expect("JSON serializes");
+        std::fs::write(&cfg_path, text + "\n").map_err(|e| RmError::io(&cfg_path, e))?;
+        for f in COPIED_FILES {
+            let from = self.source_dir.join(f);
+            if from.exists() {
+                std::fs::copy(&from, dir.join(f)).map_err(|e| RmError::io(&from, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Token ids of a prompt: a string is tokenized as it is (with the tokenizer's own
+    /// special tokens, e.g. a BOS); chat messages are rendered with the chat template and a
+    /// generation prompt; `null` is the empty prompt.
+    pub fn encode_prompt(&self, prompt: &Value) -> Result<Vec<u32>> {
+        match prompt {
+            Value::Null => Ok(Vec::new()),
+            Value::String(s) => Ok(self.tokenizer.encode(s, true)?),
+            Value::Array(msgs) => Ok(self.tokenizer.encode_chat(msgs, true)?),
+            other => Err(RmError::Input(format!(
+                "a prompt is a string or a list of chat messages, got {other}"
+            ))),
+        }
+    }
+
+    /// ORM input: prompt ids followed by the response's ids; the head reads the last token.
+    pub fn encode_response(&self, prompt_ids: &[u32], response: &str) -> Result<Vec<u32>> {
+        let mut ids = prompt_ids.to_vec();
+        ids.extend(self.tokenizer.encode(response, false)?);
+        Ok(ids)
+    }
+
+    /// PRM input: prompt ids, then every step's ids followed by the separator's; returns the
+    /// ids and the position of the separator's last token after each step.
+    pub fn encode_steps(
+        &self,
+        prompt_ids: &[u32],
+        steps: &[String],
+    ) -> Result<(Vec<u32>, Vec<usize>)> {
+        self.encode_steps_with(prompt_ids, steps, &self.settings.step_separator)
+    }
+
+    /// [`encode_steps`](Self::encode_steps) with another separator.
+    pub fn encode_steps_with(
+        &self,
+        prompt_ids: &[u32],
+        steps: &[String],
+        separator: &str,
+    ) -> Result<(Vec<u32>, Vec<usize>)> {
+        let sep = self.tokenizer.encode(separator, false)?;
+        if sep.is_empty() {
+            return Err(RmError::config(
+                "step_separator",
+                "the separator encodes to no token",
+            ));
+        }
+        let mut ids = prompt_ids.to_vec();
+        let mut reads = Vec::with_capacity(steps.len());
+        for s in steps {
+            ids.extend(self.tokenizer.encode(s, false)?);
+            ids.extend(&sep);
+            reads.push(ids.len() - 1);
+        }
+        Ok((ids, reads))
+    }
+
+    /// A response's steps: the pieces between separators, empty pieces dropped; a response
+    /// without any text is one empty step.
+    pub fn split_steps(&self, response: &str) -> Vec<String> {
+        split_steps(response, &self.settings.step_separator)
+    }
+
+    /// The head's logits at the given positions of right-padded sequences: `reads[i]` lists
+    /// positions of `seqs[i]`; the result is `(N,)` with the positions of all rows in order.
+    /// `Mode::Train` keeps the graph for a backward pass through backbone and head.
+    pub fn logits_at(&self, seqs: &[Vec<u32>], reads: &[Vec<usize>], mode: Mode) -> Result<Tensor> {
+        Ok(self.hidden_and_logits(seqs, reads, mode)?.1)
+    }
+
+    /// The backbone's final hidden states `(B, T, hidden)` of the right-padded batch and the
+    /// head's logits at the read positions `(N,)` (see [`logits_at`](Self::logits_at)).
+    pub fn hidden_and_logits(
+        &self,
+        seqs: &[Vec<u32>],
+        reads: &[Vec<usize>],
+        mode: Mode,
+    ) -> Result<(Tensor, Tensor)> {
+        if seqs.len() != reads.len() || seqs.is_empty() {
+            return Err(RmError::Input(format!(
+                "{} sequences and {} read lists",
+                seqs.len(),
+                reads.len()
+            )));
+        }
+        let max_len = self.backbone.config().max_position_embeddings;
+        let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if t > max_len {
+            return Err(RmError::Input(format!(
+                "a sequence of {t} tokens is longer than the model's {max_len}"
+            )));
+        }
+        let mut idx = Vec::new();
+        for (row, (s, r)) in seqs.iter().zip(reads).enumerate() {
+            for &p in r {
+                if p >= s.len() {
+                    return Err(RmError::Input(format!(
+                        "read position {p} outside a sequence of {} tokens",
+                        s.len()
+                    )));
+                }
+                idx.push((row * t + p) as u32);
+            }
+        }
+        let device = self.backbone.device();
+        let batch = Batch::right_padded(seqs, self.pad_id, device)?;
+        let hidden = self.backbone.hidden_states(&batch, None, mode)?;
+        let h = hidden.dim(2)?;
+        let n = idx.len();
+        let idx = Tensor::from_vec(idx, n, device)?;
+        let picked = hidden.reshape((seqs.len() * t, h))?.index_select(&idx, 0)?;
+        let w = match mode {
+            Mode::Train => self.score.as_tensor().clone(),
+            Mode::Infer => self.score.as_tensor().detach(),
+        };
+        let logits = picked.matmul(&w.t()?)?.reshape(n)?;
+        Ok((hidden, logits))
+    }
+
+    /// ORM logits of encoded sequences (read at each one's last token), `(B,)`.
+    pub fn last_token_logits(&self, seqs: &[Vec<u32>], mode: Mode) -> Result<Tensor> {
+        let reads: Vec<Vec<usize>> = seqs
+            .iter()
+            .map(|s| {
+                if s.is_empty() {
+                    Err(RmError::Input("an empty sequence".into()))
+                } else {
+                    Ok(vec![s.len() - 1])
+                }
+            })
+            .collect::<Result<_>>()?;
+        self.logits_at(seqs, &reads, mode)
+    }
+
+    /// Scores responses with the model's own settings (batched, `settings.batch_size` per
+    /// forward pass, no autograd).
+    pub fn score(&self, items: &[ScoreInput<'_>]) -> Result<Vec<RmScore>> {
+        self.score_with(&self.settings, items)
+    }
+
+    /// Scores responses with the given settings (kind, separator, aggregation, batch size).
+    pub fn score_with(
+        &self,
+        settings: &RmSettings,
+        items: &[ScoreInput<'_>],
+    ) -> Result<Vec<RmScore>> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(settings.batch_size.max(1)) {
+            let mut seqs = Vec::with_capacity(chunk.len());
+            let mut reads = Vec::with_capacity(chunk.len());
+            for it in chunk {
+                let p = self.encode_prompt(it.prompt)?;
+                match settings.kind {
+                    RmKind::Orm => {
+                        let ids = self.encode_response(&p, it.response)?;
+                        if ids.is_empty() {
+                            return Err(RmError::Input("an empty prompt and response".into()));
+                        }
+                        reads.push(vec![ids.len() - 1]);
+                        seqs.push(ids);
+                    }
+                    RmKind::Prm => {
+                        let steps = split_steps(it.response, &settings.step_separator);
+                        let (ids, r) =
+                            self.encode_steps_with(&p, &steps, &settings.step_separator)?;
+                        seqs.push(ids);
+                        reads.push(r);
+                    }
+                }
+            }
+            let logits: Vec<f32> = self.logits_at(&seqs, &reads, Mode::Infer)?.to_vec1()?;
+            let mut at = 0;
+            for r in &reads {
+                let l = &logits[at..at + r.len()];
+                at += r.len();
+                out.push(match settings.kind {
+                    RmKind::Orm => RmScore {
+                        score: sigmoid(l[0]),
+                        logit: l[0],
+                        steps: Vec::new(),
+                    },
+                    RmKind::Prm => {
+                        let steps: Vec<f32> = l.iter().map(|&x| sigmoid(x)).collect();
+                        let score = settings.aggregation.apply(&steps).unwrap_or(0.0);
+                        RmScore {
+                            score,
+                            logit: logit(score),
+                            steps,
+                        }
+                    }
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The pieces of `response` between separators, empty pieces dropped; a response without
+/// any text is one empty step.
+pub fn split_steps(response: &str, separator: &str) -> Vec<String> {
+    let steps: Vec<String> = if separator.is_empty() {
+        vec![response.to_string()]
+    } else {
+        response
+            .split(separator)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    if steps.is_empty() || (steps.len() == 1 && steps[0].is_empty()) {
+        vec![String::new()]
+    } else {
+        steps
+    }
+}
+
+/// `1 / (1 + e^{-x})`.
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `ln(p / (1 − p))`, with `p` clamped to `[1e-6, 1 − 1e-6]`.
+pub fn logit(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
+
+/// Moves `tmp` to `out`; an existing `out` is moved aside first and removed after.
+fn replace_dir(tmp: &Path, out: &Path, name: &str) -> Result<()> {
+    if out.exists() {
+        let old = out.with_file_name(format!(".{name}.old-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(out, &old).map_err(|e| RmError::io(out, e))?;
+        if let Err(e) = std::fs::rename(tmp, out) {
+            let _ = std::fs::rename(&old, out);
+            return Err(RmError::io(out, e));
+        }
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    } else {
+        std::fs::rename(tmp, out).map_err(|e| RmError::io(out, e))
+    }
+}
