@@ -113,7 +113,12 @@ async fn limits_hold() {
     assert_eq!(r.status, Status::Timeout, "{r:?}");
     assert!(t.elapsed().as_secs_f64() < 3.0, "{:?}", t.elapsed());
 
-    let r = sb.run(Program::python("while True: pass"), quick).await;
+    // without a fuel budget (the default budget can run out first on a fast machine)
+    let unmetered = Limits {
+        fuel: None,
+        ..quick
+    };
+    let r = sb.run(Program::python("while True: pass"), unmetered).await;
     assert_eq!(r.status, Status::Timeout, "{r:?}");
 
     let r = sb
