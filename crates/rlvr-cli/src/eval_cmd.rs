@@ -5,12 +5,15 @@
 //! (`--out`, default `runs/<time>-eval-<dataset>/`), prints the summary JSON on stdout and a
 //! one-line digest on stderr. Rerunning with the same `--out` (same sampling settings), or
 //! `--resume DIR`, continues an interrupted evaluation without sampling cached problems again.
+//! `--rerank SPEC` (e.g. `orm:DIR`) scores every sample with a second verifier and adds
+//! best-of-N `rerank@k` to the summary.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use rlvr_eval::rerank::build_reranker;
 use rlvr_eval::run::{build_verifiers, digest, load_data, prepare_run, resume_run};
 use rlvr_eval::{EngineBackend, EvalConfig, HttpBackend};
 use rlvr_model::ModelDir;
@@ -50,6 +53,11 @@ pub struct EvalArgs {
     /// Verifier: a name (math, format) or a JSON spec. Default: the built-in dataset's, else math.
     #[arg(long)]
     verifier: Option<String>,
+    /// Best-of-N reranker: a verifier spec (orm:DIR, prm:DIR, a name, or a JSON spec) whose
+    /// score ranks each problem's samples; adds rerank@k (accuracy of the top-scored sample
+    /// among the first k) and per-sample rerank_score. Allowed with --resume (rescores).
+    #[arg(long)]
+    rerank: Option<String>,
     /// Prompt template with {field} placeholders, replacing the dataset's.
     #[arg(long)]
     template: Option<String>,
@@ -132,6 +140,7 @@ impl EvalArgs {
             chat_template: !self.no_chat_template,
             group_by: self.group_by.clone(),
             chunk_size: self.chunk_size,
+            rerank: self.rerank.clone(),
             ..EvalConfig::default()
         }
     }
@@ -149,6 +158,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             if args.limit.is_some() {
                 cfg.limit = args.limit;
             }
+            if args.rerank.is_some() {
+                cfg.rerank = args.rerank.clone();
+            }
             cfg
         }
         None => args.config(),
@@ -156,10 +168,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
     cfg.validate()?;
     let data = load_data(&cfg, None)?;
     let verifiers = build_verifiers(cfg.verifier.as_deref(), &data.default_verifier)?;
-    let run = match &args.resume {
+    if let Some(spec) = &cfg.rerank {
+        // Built (a reward model loaded, and kept for the run) before any sampling.
+        build_reranker(spec)?;
+    }
+    let mut run = match &args.resume {
         Some(dir) => resume_run(dir, args.limit)?,
         None => prepare_run(cfg, args.out.as_deref())?,
     };
+    if args.resume.is_some() && args.rerank.is_some() {
+        run.config.rerank = args.rerank.clone();
+        run.dir.write_config(&run.config.to_toml()?)?;
+    }
     let cfg = &run.config;
 
     let command: Vec<String> = std::env::args().collect();

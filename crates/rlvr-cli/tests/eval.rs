@@ -396,3 +396,101 @@ fn humaneval_runs_end_to_end_through_the_code_verifier() {
         assert_eq!(d["backend"], "wasm", "{s}");
     }
 }
+
+/// `rerank@K` of a summary (or a subset's metrics), asserting it lies in [0, 1].
+fn rerank_at(m: &Value, k: usize) -> f64 {
+    let v = m[format!("rerank@{k}")]
+        .as_f64()
+        .unwrap_or_else(|| panic!("rerank@{k} missing: {m}"));
+    assert!((0.0..=1.0).contains(&v), "rerank@{k} = {v}");
+    v
+}
+
+#[test]
+fn rerank_with_a_verifier_and_with_an_orm_adds_rerank_at_k() {
+    if !have_shared() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model();
+    let base = [
+        "eval",
+        "--model",
+        &m,
+        "--dataset",
+        "math500",
+        "--limit",
+        "2",
+        "--n",
+        "2",
+        "--k",
+        "1,2",
+        "--max-new-tokens",
+        "8",
+    ];
+
+    // A reranker that needs no model: the format verifier.
+    let out = rlvr(tmp.path())
+        .args(base)
+        .args(["--rerank", "format", "--out", "fmt"])
+        .output()
+        .unwrap();
+    let s = ok(&out);
+    assert_eq!(s["rerank_verifier"], "format");
+    rerank_at(&s, 1);
+    rerank_at(&s, 2);
+    rerank_at(&s["subsets"]["data_source"]["math500"], 2);
+    let samples = read_jsonl(&tmp.path().join("fmt/samples.jsonl"));
+    assert_eq!(samples.len(), 4);
+    assert!(samples.iter().all(|l| l["rerank_score"].is_f64()));
+    let report = std::fs::read_to_string(tmp.path().join("fmt/report.md")).unwrap();
+    assert!(
+        report.contains("rerank@k") && report.contains("| rerank_verifier | format |"),
+        "{report}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rerank@2"));
+
+    // An ORM made from the fixture (a random head), saved as a reward model directory.
+    let rm = rlvr_rm::RewardModel::load(Path::new(&m), &candle_core::Device::Cpu).unwrap();
+    let orm = tmp.path().join("orm");
+    rm.save(&orm).unwrap();
+    let spec = format!("orm:{}", orm.display());
+    let s = ok(&rlvr(tmp.path())
+        .args(base)
+        .args(["--rerank", &spec, "--out", "orm-run"])
+        .output()
+        .unwrap());
+    assert_eq!(s["rerank_verifier"], spec.as_str());
+    rerank_at(&s, 1);
+    rerank_at(&s, 2);
+    let samples = read_jsonl(&tmp.path().join("orm-run/samples.jsonl"));
+    for l in &samples {
+        let r = l["rerank_score"].as_f64().expect("an ORM score");
+        assert!((0.0..=1.0).contains(&r), "{l}");
+    }
+    // Without --rerank there are no rerank keys; continuing the run with a reranker rescores
+    // the cached samples without sampling again.
+    let plain = ok(&rlvr(tmp.path())
+        .args(base)
+        .args(["--out", "plain"])
+        .output()
+        .unwrap());
+    assert!(plain.get("rerank@1").is_none() && plain.get("rerank_verifier").is_none());
+    let again = ok(&rlvr(tmp.path())
+        .args(["eval", "--resume", "plain", "--rerank", "format"])
+        .output()
+        .unwrap());
+    assert_eq!(again["cached_problems"], 2);
+    assert_eq!(again["sampled_problems"], 0);
+    assert_eq!(again["pass@2"], plain["pass@2"]);
+    rerank_at(&again, 2);
+
+    // A reranker that cannot be built fails before anything is written.
+    let e = err(&rlvr(tmp.path())
+        .args(base)
+        .args(["--rerank", "orm:/nonexistent/rm", "--out", "bad"])
+        .output()
+        .unwrap());
+    assert!(e.contains("--rerank"), "{e}");
+    assert!(!tmp.path().join("bad").exists());
+}

@@ -66,6 +66,10 @@ pub struct EvalConfig {
     pub verify_concurrency: usize,
     /// Time limit of one verifier call, milliseconds.
     pub verify_timeout_ms: u64,
+    /// Best-of-N reranker: a verifier spec (`orm:DIR`, a name, or a JSON object) whose score
+    /// ranks each problem's samples (`rerank@K`, `rerank_score`); none by default. It does
+    /// not decide the samples, so a continued run may change it.
+    pub rerank: Option<String>,
 }
 
 impl Default for EvalConfig {
@@ -96,6 +100,7 @@ impl Default for EvalConfig {
             chunk_size: 16,
             verify_concurrency: 4,
             verify_timeout_ms: 10_000,
+            rerank: None,
         }
     }
 }
@@ -160,7 +165,7 @@ impl EvalConfig {
 
     /// The names of the settings that decide the samples and their scores and differ between
     /// `self` and `other` (a run can be continued only when there are none; `limit`, `k`,
-    /// `group_by`, `chunk_size` and the verifier's concurrency may change).
+    /// `group_by`, `chunk_size`, `rerank` and the verifier's concurrency may change).
     pub fn sample_differences(&self, other: &EvalConfig) -> Vec<&'static str> {
         let mut d = Vec::new();
         let mut check = |name, same: bool| {

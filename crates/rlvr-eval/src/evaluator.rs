@@ -129,6 +129,7 @@ fn failed_sample(sample: usize, reason: &str) -> SampleRecord {
         tokens: 0,
         truncated: false,
         finish_reason: "error".into(),
+        rerank_score: None,
     }
 }
 
@@ -274,6 +275,7 @@ fn score_chunk(
                         tokens: s.tokens,
                         truncated: s.truncated,
                         finish_reason: s.finish_reason,
+                        rerank_score: None,
                     });
                 }
             }

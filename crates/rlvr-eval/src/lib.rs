@@ -8,6 +8,7 @@
 //! - [`evaluator`]: sample `n` per problem, verify, cache per problem ([`evaluate`]);
 //! - [`results`], [`summary`]: per-sample records, and pass@K / maj@K / mean@K, status counts,
 //!   lengths and per-subset breakdowns ([`summarize`]);
+//! - [`rerank`]: best-of-N reranking with a second verifier (a reward model), `rerank@K`;
 //! - [`config`], [`run`], [`report`]: an evaluation run on disk (`rlvr eval`): settings,
 //!   run directory and resume, `samples.jsonl`, `summary.json`, `report.md`, plots.
 
@@ -20,6 +21,7 @@ pub mod evaluator;
 pub mod http_backend;
 pub mod prompts;
 pub mod report;
+pub mod rerank;
 pub mod results;
 pub mod run;
 pub mod summary;

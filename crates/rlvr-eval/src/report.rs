@@ -13,9 +13,14 @@ fn num(v: &Value) -> String {
     }
 }
 
-fn metric_columns(ks: &[usize]) -> Vec<String> {
+fn metric_columns(ks: &[usize], reranked: bool) -> Vec<String> {
     let mut cols = Vec::new();
-    for m in ["pass", "maj", "mean"] {
+    let metrics: &[&str] = if reranked {
+        &["pass", "maj", "mean", "rerank"]
+    } else {
+        &["pass", "maj", "mean"]
+    };
+    for m in metrics {
         for k in ks {
             cols.push(format!("{m}@{k}"));
         }
@@ -36,6 +41,7 @@ pub fn markdown_report(summary: &Value, ks: &[usize]) -> String {
         "dataset",
         "dataset_file",
         "verifier",
+        "rerank_verifier",
         "n",
         "k",
         "temperature",
@@ -54,13 +60,28 @@ pub fn markdown_report(summary: &Value, ks: &[usize]) -> String {
         }
     }
 
-    s.push_str("\n## Metrics\n\n| k | pass@k | maj@k | mean@k |\n|---|---|---|---|\n");
+    let reranked = summary.get("rerank_verifier").is_some();
+    s.push_str("\n## Metrics\n\n| k | pass@k | maj@k | mean@k |");
+    s.push_str(if reranked { " rerank@k |" } else { "" });
+    s.push_str("\n|---|---|---|---|");
+    s.push_str(if reranked { "---|" } else { "" });
+    s.push('\n');
     for k in ks {
         s.push_str(&format!(
-            "| {k} | {} | {} | {} |\n",
+            "| {k} | {} | {} | {} |",
             num(&summary[format!("pass@{k}")]),
             num(&summary[format!("maj@{k}")]),
             num(&summary[format!("mean@{k}")]),
+        ));
+        if reranked {
+            s.push_str(&format!(" {} |", num(&summary[format!("rerank@{k}")])));
+        }
+        s.push('\n');
+    }
+    if let Some(spec) = summary.get("rerank_verifier").and_then(Value::as_str) {
+        s.push_str(&format!(
+            "\nrerank@k: accuracy of the sample `{spec}` scores highest among the first k \
+             (ties: the earlier sample).\n"
         ));
     }
 
@@ -80,7 +101,7 @@ pub fn markdown_report(summary: &Value, ks: &[usize]) -> String {
     ));
 
     if let Some(subsets) = summary["subsets"].as_object() {
-        let cols = metric_columns(ks);
+        let cols = metric_columns(ks, reranked);
         for (field, groups) in subsets {
             let Some(groups) = groups.as_object() else {
                 continue;

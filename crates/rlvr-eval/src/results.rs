@@ -23,6 +23,10 @@ pub struct SampleRecord {
     pub truncated: bool,
     /// Why generation ended (`error` when the prompt's sampling failed).
     pub finish_reason: String,
+    /// The reranker's score (`--rerank`), when the run reranks and the reranker judged the
+    /// sample (not for stand-ins of a failed prompt, nor on a reranker error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank_score: Option<f64>,
 }
 
 impl SampleRecord {
@@ -65,12 +69,12 @@ impl ProblemResult {
 
     /// The lines of `samples.jsonl` for this problem: `problem`, `id`, `data_source`,
     /// `sample`, `prompt`, `response`, `score`, `status`, `details`, `tokens`, `truncated`,
-    /// `finish_reason`.
+    /// `finish_reason`, and `rerank_score` when the run reranks.
     pub fn sample_lines(&self) -> Vec<Value> {
         self.samples
             .iter()
             .map(|s| {
-                json!({
+                let mut line = json!({
                     "problem": self.index,
                     "id": self.id,
                     "data_source": self.data_source,
@@ -83,7 +87,11 @@ impl ProblemResult {
                     "tokens": s.tokens,
                     "truncated": s.truncated,
                     "finish_reason": s.finish_reason,
-                })
+                });
+                if let Some(r) = s.rerank_score {
+                    line["rerank_score"] = json!(r);
+                }
+                line
             })
             .collect()
     }

@@ -5,7 +5,9 @@
 //! Run directory: `runs/<YYYYmmdd-HHMMSS>-eval-<dataset>/` by default. It holds
 //! `config.resolved.toml` ([`EvalConfig`]), `meta.json`, `store/` (sled: each problem's
 //! samples under `eval/problem/<index>`, flushed after every chunk of problems) and the
-//! outputs. Starting again on a directory that holds a run (same `--out`, or `--resume`)
+//! outputs. With a reranker (`rerank`), every sample is scored by it after sampling
+//! ([`crate::rerank`]): `rerank_score` in `samples.jsonl`, `rerank@K` and `rerank_verifier`
+//! in the summary. Starting again on a directory that holds a run (same `--out`, or `--resume`)
 //! continues it: cached problems are not sampled again; settings that decide the samples must
 //! be the same.
 
@@ -20,6 +22,7 @@ use crate::config::EvalConfig;
 use crate::error::{EvalError, Result};
 use crate::evaluator::{evaluate, EvalOutput, StoreCache};
 use crate::report::markdown_report;
+use crate::rerank::{build_reranker, score_samples};
 use crate::summary::summarize;
 use crate::verify_pool::Verifiers;
 
@@ -229,7 +232,9 @@ impl EvalRun {
             cfg.n,
             backend.describe()
         );
-        let out = evaluate(
+        // A reranker that cannot be built fails the run before any sampling.
+        let reranker = cfg.rerank.as_deref().map(build_reranker).transpose()?;
+        let mut out = evaluate(
             backend,
             &data.examples,
             verifiers,
@@ -239,6 +244,10 @@ impl EvalRun {
         )?;
         store.flush()?;
         drop(store);
+        if let Some(r) = &reranker {
+            tracing::info!("rerank: scoring the samples with {}", r.name());
+            score_samples(&mut out.problems, &data.examples, r.as_ref())?;
+        }
         self.write_outputs(backend, data, &out)
     }
 
@@ -280,6 +289,9 @@ impl EvalRun {
                 .clone()
                 .unwrap_or_else(|| data.default_verifier.clone())),
         );
+        if let Some(spec) = &cfg.rerank {
+            summary.insert("rerank_verifier".into(), json!(spec));
+        }
         summary.insert("k".into(), json!(cfg.k));
         summary.insert("temperature".into(), json!(cfg.temperature));
         summary.insert("top_p".into(), json!(cfg.top_p));
@@ -328,7 +340,7 @@ pub fn digest(summary: &Value) -> String {
     );
     if let Some(ks) = summary["k"].as_array() {
         for k in ks {
-            for m in ["pass", "maj"] {
+            for m in ["pass", "maj", "rerank"] {
                 if let Some(v) = summary[format!("{m}@{k}")].as_f64() {
                     s.push_str(&format!(" {m}@{k} {v:.3}"));
                 }

@@ -14,6 +14,9 @@
 //!   ([`rlvr_train::metrics::maj_at_k`]). Answers are the verifier's `details.extracted`,
 //!   normalised ([`vote_key`]).
 //! - mean@K: the mean score of the first K samples, averaged over problems.
+//! - rerank@K (only when the samples carry a `rerank_score`, `--rerank`): per problem, the
+//!   sample the reranker scores highest among the first K (ties: the earlier sample) is
+//!   correct ([`crate::rerank::rerank_at_k`]), averaged over problems.
 //!
 //! Problems left out as too long (`skipped`) are counted but not part of any metric. A
 //! mean over no problems or samples is `null`.
@@ -24,6 +27,7 @@ use rlvr_train::metrics::{maj_at_k, mean_at_k, pass_at_k};
 use serde_json::{json, Map, Value};
 
 use crate::error::{EvalError, Result};
+use crate::rerank::rerank_at_k;
 use crate::results::ProblemResult;
 
 /// The statuses, in report order.
@@ -99,9 +103,13 @@ pub fn metrics(problems: &[&ProblemResult], n: usize, ks: &[usize]) -> Result<Ma
         .copied()
         .filter(|p| p.skipped.is_none())
         .collect();
+    let reranked = measured
+        .iter()
+        .any(|p| p.samples.iter().any(|s| s.rerank_score.is_some()));
     let mut m = Map::new();
     for &k in ks {
         let mut pass = Vec::with_capacity(measured.len());
+        let mut rerank = Vec::with_capacity(measured.len());
         let mut maj = Vec::with_capacity(measured.len());
         let mut meank = Vec::with_capacity(measured.len());
         for p in &measured {
@@ -119,10 +127,17 @@ pub fn metrics(problems: &[&ProblemResult], n: usize, ks: &[usize]) -> Result<Ma
             maj.push(maj_at_k(&votes, &correct, k).map_err(train_err)?);
             let scores: Vec<f64> = p.samples.iter().map(|s| s.score).collect();
             meank.push(mean_at_k(&scores, k).map_err(train_err)?);
+            if reranked {
+                let r: Vec<Option<f64>> = p.samples.iter().map(|s| s.rerank_score).collect();
+                rerank.push(rerank_at_k(&r, &correct, k)?);
+            }
         }
         m.insert(format!("pass@{k}"), mean(pass.into_iter()));
         m.insert(format!("maj@{k}"), mean(maj.into_iter()));
         m.insert(format!("mean@{k}"), mean(meank.into_iter()));
+        if reranked {
+            m.insert(format!("rerank@{k}"), mean(rerank.into_iter()));
+        }
     }
     m.insert("n".into(), json!(n));
     m.insert("num_problems".into(), json!(measured.len()));

@@ -20,6 +20,7 @@ fn sample(j: usize, status: &str, score: f64, answer: Option<&str>) -> SampleRec
         tokens: 10 + j,
         truncated: j % 2 == 1,
         finish_reason: if j % 2 == 1 { "length" } else { "stop_id" }.into(),
+        rerank_score: None,
     }
 }
 
@@ -232,4 +233,40 @@ fn k_larger_than_n_is_an_error_naming_the_flags() {
     assert!(check_ks(&[], 4).is_err());
     assert!(check_ks(&[1, 4], 4).is_ok());
     assert!(summarize(&[with_correct(0, 4, 1)], 4, &[8], &[]).is_err());
+}
+
+#[test]
+fn rerank_at_k_appears_with_rerank_scores_and_follows_the_scorer() {
+    // Without rerank scores there is no rerank@K.
+    let plain = summarize(&[with_correct(0, 4, 1)], 4, &[1, 4], &[]).unwrap();
+    assert!(plain.get("rerank@1").is_none());
+    // Two problems whose last sample is the only correct one.
+    let scored = |scores: [f64; 4]| -> Vec<ProblemResult> {
+        (0..2)
+            .map(|i| {
+                let mut p = with_correct(i, 4, 0);
+                p.samples[3] = sample(3, "correct", 1.0, Some("1"));
+                for (s, r) in p.samples.iter_mut().zip(scores) {
+                    s.rerank_score = Some(r);
+                }
+                p
+            })
+            .collect()
+    };
+    // A scorer preferring the correct sample: rerank@4 = 1 (above pass@1), rerank@K < 4 = 0
+    // (no correct sample in reach).
+    let s = summarize(&scored([0.1, 0.2, 0.3, 0.9]), 4, &[1, 2, 4], &[]).unwrap();
+    assert_eq!(f(&s["rerank@4"]), 1.0);
+    assert_eq!(f(&s["rerank@1"]), 0.0);
+    assert_eq!(f(&s["rerank@2"]), 0.0);
+    assert!(f(&s["rerank@4"]) >= f(&s["pass@1"]));
+    assert_eq!(f(&s["subsets"]["data_source"]["s"]["rerank@4"]), 1.0);
+    // A scorer preferring wrong samples: 0 everywhere.
+    let s = summarize(&scored([0.9, 0.8, 0.7, 0.1]), 4, &[1, 2, 4], &[]).unwrap();
+    for k in [1, 2, 4] {
+        assert_eq!(f(&s[format!("rerank@{k}").as_str()]), 0.0, "k={k}");
+    }
+    // Ties go to the earlier sample (wrong here).
+    let s = summarize(&scored([0.5; 4]), 4, &[4], &[]).unwrap();
+    assert_eq!(f(&s["rerank@4"]), 0.0);
 }

@@ -219,6 +219,12 @@ impl Verifier for RmVerifier {
             Err(e) => Outcome::error(&RewardMapping::default(), e.to_string()),
         }
     }
+
+    /// Batched forward passes (the inherent [`RmVerifier::verify_batch`]), also through
+    /// `dyn Verifier` — a `weighted_sum` part or an `rlvr eval --rerank` reranker.
+    fn verify_batch(&self, inputs: &[VerifyInput<'_>]) -> Vec<Outcome> {
+        RmVerifier::verify_batch(self, inputs)
+    }
 }
 
 fn build(kind: RmKind, m: &Map<String, Value>) -> VResult<Arc<dyn Verifier>> {
