@@ -242,7 +242,9 @@ pub struct TrainerSection {
     pub keep_checkpoints: usize,
     /// Verifier calls in flight (default 8).
     pub verify_concurrency: usize,
-    /// Per-call verifier timeout in ms; a timeout is an `error` outcome (default 5000).
+    /// Per-call verifier timeout in ms; a timeout is an `error` outcome (default 15000: above
+    /// the code verifier's own 10 s sandbox limit, so that a slow program is judged by the
+    /// sandbox (`incorrect`) rather than cut off here (`error`)).
     pub verify_timeout_ms: u64,
     /// Rollouts kept in the store per step (default all: 0 = all).
     pub store_rollouts: usize,
@@ -258,7 +260,7 @@ impl Default for TrainerSection {
             save_every: 20,
             keep_checkpoints: 2,
             verify_concurrency: 8,
-            verify_timeout_ms: 5000,
+            verify_timeout_ms: 15_000,
             store_rollouts: 0,
         }
     }
