@@ -12,8 +12,9 @@ pub enum RmError {
         #[source]
         source: std::io::Error,
     },
-    /// A data line is malformed: `FILE:LINE: field `F`: why`.
-    #[error("{path}:{line}: field `{field}`: {msg}")]
+    /// A data line is malformed: `FILE:LINE: field `F`: why` (`FILE:LINE: why` when the
+    /// line as a whole is at fault, `field` = `-`).
+    #[error("{path}:{line}: {}{msg}", field_prefix(field))]
     Data {
         path: PathBuf,
         line: usize,
@@ -55,3 +56,12 @@ impl RmError {
 
 /// Result alias of this crate.
 pub type Result<T, E = RmError> = std::result::Result<T, E>;
+
+/// `field `F`: ` for a field at fault, nothing for the whole line (`-`).
+fn field_prefix(field: &str) -> String {
+    if field == "-" {
+        String::new()
+    } else {
+        format!("field `{field}`: ")
+    }
+}
