@@ -23,7 +23,8 @@ const STATE: &str = "state";
 /// [`Store::truncate_after`] with the last checkpointed step to drop anything newer.
 ///
 /// sled holds an exclusive lock on the database while it is open: a second `Store::open` of
-/// the same directory (from this or another process) fails with [`StoreError::Locked`].
+/// the same directory (from this or another process) fails with [`StoreError::Locked`] after
+/// retrying for 2 s (sled releases the lock of a closed database from a background thread).
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
@@ -81,7 +82,19 @@ impl Store {
                 }
             }
         };
-        let db = sled::Config::new().path(path).open().map_err(sled_err)?;
+        // sled releases its file lock from a background thread shortly after the last handle
+        // is dropped: a reopen right after a close retries for a moment before calling the
+        // database locked.
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Err(e) if is_lock_error(&e) && tries < 40 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other.map_err(sled_err)?,
+            }
+        };
         let rollouts = db.open_tree(ROLLOUTS).map_err(sled_err)?;
         let metrics = db.open_tree(METRICS).map_err(sled_err)?;
         let state = db.open_tree(STATE).map_err(sled_err)?;
