@@ -556,6 +556,11 @@ impl Verifier for CodeVerifier {
         // The path names the inherent method (inherent methods come first): not a recursion.
         CodeVerifier::verify_batch(self, inputs)
     }
+
+    /// Programs of a batch run in the sandbox at once.
+    fn batch_hint(&self) -> usize {
+        8
+    }
 }
 
 fn factory(settings: &Map<String, Value>) -> Result<Arc<dyn Verifier>> {

@@ -62,8 +62,11 @@ pub struct Job {
     pub metadata: Value,
 }
 
-/// Verifies `jobs` with at most `concurrency` calls in flight, each bounded by `timeout`.
-/// Outcomes come back in the order of `jobs`.
+/// Verifies `jobs` with at most `concurrency` calls in flight. Jobs of one verifier go to it
+/// in chunks of its [`Verifier::batch_hint`] (one item per call for most verifiers; a reward
+/// model's forward-pass batch, a Python worker's batch…) through `verify_batch`. A call is
+/// bounded by `timeout` per item, `timeout × min(n, 10)` for a chunk of `n`; past it every item
+/// of the chunk is an `error` outcome. Outcomes come back in the order of `jobs`.
 pub fn verify_all(
     rt: &tokio::runtime::Runtime,
     jobs: Vec<Job>,
@@ -71,41 +74,95 @@ pub fn verify_all(
     timeout: Duration,
 ) -> Vec<Outcome> {
     let mapping = RewardMapping::default();
-    rt.block_on(async {
+    let n = jobs.len();
+    // Chunks of job indices, each for one verifier (compared by identity), in job order.
+    let mut groups: Vec<(Arc<dyn Verifier>, Vec<usize>)> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let key = Arc::as_ptr(&job.verifier) as *const ();
+        match groups
+            .iter_mut()
+            .find(|(v, _)| Arc::as_ptr(v) as *const () == key)
+        {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((job.verifier.clone(), vec![i])),
+        }
+    }
+    let mut chunks: Vec<(Arc<dyn Verifier>, Vec<usize>)> = Vec::new();
+    for (v, idx) in groups {
+        let size = v.batch_hint().max(1);
+        chunks.extend(idx.chunks(size).map(|c| (v.clone(), c.to_vec())));
+    }
+    let jobs = Arc::new(jobs);
+    let outcomes: Vec<(Vec<usize>, Vec<Outcome>)> = rt.block_on(async {
         let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-        let mut handles = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let sem = sem.clone();
-            let v = job.verifier.clone();
-            handles.push(tokio::spawn(async move {
+        let mut handles = Vec::with_capacity(chunks.len());
+        for (v, idx) in chunks {
+            let (sem, jobs) = (sem.clone(), jobs.clone());
+            let limit = timeout * (idx.len().min(10) as u32);
+            let idx_task = idx.clone();
+            let handle = tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore never closed");
                 let call = tokio::task::spawn_blocking(move || {
-                    v.verify(&VerifyInput {
-                        response: &job.response,
-                        ground_truth: &job.ground_truth,
-                        metadata: &job.metadata,
-                    })
+                    let inputs: Vec<VerifyInput<'_>> = idx_task
+                        .iter()
+                        .map(|&i| VerifyInput {
+                            response: &jobs[i].response,
+                            ground_truth: &jobs[i].ground_truth,
+                            metadata: &jobs[i].metadata,
+                        })
+                        .collect();
+                    if inputs.len() == 1 {
+                        vec![v.verify(&inputs[0])]
+                    } else {
+                        v.verify_batch(&inputs)
+                    }
                 });
-                match tokio::time::timeout(timeout, call).await {
-                    Ok(Ok(o)) => o,
-                    Ok(Err(e)) => Outcome::error(&mapping, format!("verifier panicked: {e}")),
-                    Err(_) => Outcome::with_status(
-                        rlvr_verify::Status::Error,
-                        &mapping,
-                        json!({"reason": "timeout", "timeout_ms": timeout.as_millis() as u64}),
-                    ),
-                }
-            }));
+                tokio::time::timeout(limit, call).await
+            });
+            handles.push((idx, handle, limit));
         }
         let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
-            out.push(match h.await {
-                Ok(o) => o,
-                Err(e) => Outcome::error(&mapping, format!("verification task failed: {e}")),
-            });
+        for (idx, h, limit) in handles {
+            let k = idx.len();
+            let got = match h.await {
+                Ok(Ok(Ok(o))) if o.len() == k => o,
+                Ok(Ok(Ok(o))) => vec![
+                    Outcome::error(
+                        &mapping,
+                        format!("the verifier returned {} outcomes for {k} items", o.len())
+                    );
+                    k
+                ],
+                Ok(Ok(Err(e))) => {
+                    vec![Outcome::error(&mapping, format!("verifier panicked: {e}")); k]
+                }
+                Ok(Err(_)) => vec![
+                    Outcome::with_status(
+                        rlvr_verify::Status::Error,
+                        &mapping,
+                        json!({"reason": "timeout", "timeout_ms": limit.as_millis() as u64,
+                            "batch": k}),
+                    );
+                    k
+                ],
+                Err(e) => {
+                    vec![Outcome::error(&mapping, format!("verification task failed: {e}")); k]
+                }
+            };
+            out.push((idx, got));
         }
         out
-    })
+    });
+    let mut slots: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
+    for (idx, got) in outcomes {
+        for (i, o) in idx.into_iter().zip(got) {
+            slots[i] = Some(o);
+        }
+    }
+    slots
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::error(&mapping, "no outcome")))
+        .collect()
 }
 
 /// One verifier call per completion; `example_of(prompt_index)` gives its example.
@@ -157,6 +214,72 @@ mod tests {
                 json!({}),
             )
         }
+    }
+
+    /// Echoes the response as the score and records the size of every call.
+    struct Batcher(std::sync::Mutex<Vec<usize>>);
+    impl Verifier for Batcher {
+        fn name(&self) -> &str {
+            "batcher"
+        }
+        fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
+            self.verify_batch(std::slice::from_ref(input)).remove(0)
+        }
+        fn verify_batch(&self, inputs: &[VerifyInput<'_>]) -> Vec<Outcome> {
+            self.0.lock().unwrap().push(inputs.len());
+            inputs
+                .iter()
+                .map(|i| Outcome {
+                    score: i.response.parse().unwrap_or(-1.0),
+                    status: rlvr_verify::Status::Correct,
+                    details: json!({}),
+                })
+                .collect()
+        }
+        fn batch_hint(&self) -> usize {
+            4
+        }
+    }
+
+    #[test]
+    fn batching_verifiers_get_chunks_and_outcomes_stay_in_order() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let batcher = Arc::new(Batcher(std::sync::Mutex::new(Vec::new())));
+        let b: Arc<dyn Verifier> = batcher.clone();
+        let single: Arc<dyn Verifier> = Arc::new(Slow);
+        let jobs: Vec<Job> = (0..13)
+            .map(|i| Job {
+                // Every third job goes to the per-item verifier, interleaved.
+                verifier: if i % 3 == 2 {
+                    single.clone()
+                } else {
+                    b.clone()
+                },
+                response: if i % 3 == 2 {
+                    "ok".into()
+                } else {
+                    i.to_string()
+                },
+                ground_truth: json!("1"),
+                metadata: json!({}),
+            })
+            .collect();
+        let out = verify_all(&rt, jobs, 3, Duration::from_secs(5));
+        assert_eq!(out.len(), 13);
+        for (i, o) in out.iter().enumerate() {
+            if i % 3 == 2 {
+                assert_eq!(o.score, 1.0, "{i}");
+            } else {
+                assert_eq!(o.score, i as f32, "{i}");
+            }
+        }
+        let mut sizes = batcher.0.lock().unwrap().clone();
+        sizes.sort();
+        assert_eq!(sizes, [1, 4, 4], "nine batched jobs in chunks of at most 4");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::builtin::BuiltinModelConfig;
 use crate::error::{LoopError, Result};
+use crate::step_rewards::StepRewardMode;
 
 /// Everything a training run needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -248,6 +249,12 @@ pub struct TrainerSection {
     pub verify_timeout_ms: u64,
     /// Rollouts kept in the store per step (default all: 0 = all).
     pub store_rollouts: usize,
+    /// Where a step-scoring verifier's reward goes (a `prm:DIR`, alone or as a part):
+    /// `outcome` (default) its aggregated score on the last token; `sum` every step's score on
+    /// the token where the step ends; `mean` the same divided by the number of steps. Use
+    /// `sum`/`mean` with `reinforce_plus_plus` (or GAE), whose returns credit each step; group
+    /// estimators (GRPO, RLOO) only see the total. See `rlvr-loop`'s `step_rewards`.
+    pub step_rewards: StepRewardMode,
 }
 
 impl Default for TrainerSection {
@@ -262,6 +269,7 @@ impl Default for TrainerSection {
             verify_concurrency: 8,
             verify_timeout_ms: 15_000,
             store_rollouts: 0,
+            step_rewards: StepRewardMode::Outcome,
         }
     }
 }

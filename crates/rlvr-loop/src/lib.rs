@@ -23,6 +23,7 @@ pub mod error;
 pub mod evaluate;
 pub mod prompts;
 pub mod run;
+pub mod step_rewards;
 pub mod trainer;
 pub mod warmup;
 

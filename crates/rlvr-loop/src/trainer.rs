@@ -22,6 +22,7 @@ use crate::batch::{logprobs_from_logits, pack, response_logits, rows_to_tensor};
 use crate::config::TrainConfig;
 use crate::error::{LoopError, Result};
 use crate::prompts::{prompt_text_and_ids, PromptSource};
+use crate::step_rewards::{placement, token_ends, token_of, StepRewardMode};
 use rlvr_eval::verify_pool::verify_jobs;
 use rlvr_eval::verify_pool::{verify_all, Verifiers};
 
@@ -394,16 +395,22 @@ impl Trainer<'_> {
             .unwrap_or(1)
             .max(1);
         let b = samples.len();
-        let mut scores = vec![0f32; b * r_max];
-        let mut mask = vec![0f32; b * r_max];
-        for (i, s) in samples.iter().enumerate() {
-            let len = s.completion.tokens.len();
-            for j in 0..len {
-                mask[i * r_max + j] = 1.0;
-            }
-            if len > 0 {
-                scores[i * r_max + len - 1] = s.reward as f32;
-            }
+        let cfg_step_rewards = self.cfg.trainer.step_rewards;
+        let TokenRewards {
+            rewards: scores,
+            mut mask,
+            step_rewarded,
+            steps_placed: step_count,
+        } = token_rewards(samples, r_max, cfg_step_rewards, &self.policy.tokenizer)?;
+        if cfg_step_rewards != StepRewardMode::Outcome {
+            metrics.insert(
+                "reward/step_rewarded_frac".into(),
+                json!(step_rewarded as f64 / b.max(1) as f64),
+            );
+            metrics.insert(
+                "reward/steps_per_response".into(),
+                json!(step_count as f64 / step_rewarded.max(1) as f64),
+            );
         }
         if algo.overlong_filter {
             for (i, s) in samples.iter().enumerate() {
@@ -612,4 +619,60 @@ impl Trainer<'_> {
 /// The stream position of prompt `i` of a round of `count` prompts that ended at `end`.
 fn prompts_key(end: u64, count: usize, i: usize) -> u64 {
     end - count as u64 + i as u64
+}
+
+/// Token rewards of a batch: see [`token_rewards`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenRewards {
+    /// `(B, R)` rewards, row-major, rows padded to `R`.
+    pub rewards: Vec<f32>,
+    /// `(B, R)` response mask.
+    pub mask: Vec<f32>,
+    /// Samples that got step rewards.
+    pub step_rewarded: usize,
+    /// Step rewards placed.
+    pub steps_placed: usize,
+}
+
+/// The `(B, R)` token rewards and response mask of a batch (rows padded to `r_max`): each
+/// sample's reward on its last token, with step-scoring verifiers' step rewards moved to
+/// step-end tokens under `mode` (see [`crate::step_rewards`]).
+pub fn token_rewards(
+    samples: &[Sample],
+    r_max: usize,
+    mode: StepRewardMode,
+    tokenizer: &rlvr_model::Tokenizer,
+) -> Result<TokenRewards> {
+    let b = samples.len();
+    let mut scores = vec![0f32; b * r_max];
+    let mut mask = vec![0f32; b * r_max];
+    let (mut rewarded, mut placed_steps) = (0usize, 0usize);
+    for (i, s) in samples.iter().enumerate() {
+        let len = s.completion.tokens.len().min(r_max);
+        if len == 0 {
+            continue;
+        }
+        mask[i * r_max..i * r_max + len].fill(1.0);
+        let last = i * r_max + len - 1;
+        scores[last] = s.reward as f32;
+        let placed = placement(&s.outcome, mode);
+        if placed.steps.is_empty() {
+            continue;
+        }
+        let ends = token_ends(tokenizer, &s.completion.tokens[..len])?;
+        scores[last] -= placed.replaced as f32;
+        for st in &placed.steps {
+            if let Some(j) = token_of(&ends, st.end_byte) {
+                scores[i * r_max + j] += st.value as f32;
+            }
+        }
+        rewarded += 1;
+        placed_steps += placed.steps.len();
+    }
+    Ok(TokenRewards {
+        rewards: scores,
+        mask,
+        step_rewarded: rewarded,
+        steps_placed: placed_steps,
+    })
 }

@@ -66,6 +66,28 @@ fn set_overrides_apply_in_order() {
     assert_eq!(cfg.algorithm.clip.clip_ratio_high, 0.3);
     assert_eq!(cfg.data.train, "gsm8k:train");
     assert_eq!(cfg.name, "exp one");
+
+    // Step rewards and a normalised reward-model part, as the README shows them.
+    let sets = vec![
+        "algorithm.preset=reinforce_plus_plus".to_string(),
+        "trainer.step_rewards=mean".to_string(),
+        r#"verifier={type = "weighted_sum", parts = [{weight = 1.0, verifier = "math"}, {weight = 0.3, verifier = "format", normalize = "running", clip = 3.0}]}"#.to_string(),
+    ];
+    let cfg = TrainConfig::load(None, &sets).unwrap();
+    assert_eq!(
+        cfg.trainer.step_rewards,
+        rlvr_loop::step_rewards::StepRewardMode::Mean
+    );
+    assert_eq!(cfg.algorithm.preset, "reinforce_plus_plus");
+    assert_eq!(cfg.verifier["parts"][1]["normalize"], "running");
+    rlvr_verify::registry::from_spec(&cfg.verifier).unwrap();
+    let e = TrainConfig::from_toml("[trainer]\nstep_rewards = \"all\"\n", "s.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("s.toml") && e.contains("line 2") && e.contains("outcome"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -9,8 +9,8 @@
 //!
 //! Steps are the lines of the solution (the response split on `"\n"`, the PRM's default
 //! separator): the first carries `<think>`, the last `</think><answer>N</answer>`. Step labels
-//! are `+` before the first wrong step and `-` from it on (Math-Shepherd's reading: no later
-//! step can recover the right answer).
+//! are `+` before the first wrong step, `-` on it, and none after it (PRM800K's labellers stop
+//! at the first error; what a later step does on a wrong footing is not what a PRM is asked).
 
 use rlvr_data::rng::SplitMix64;
 use rlvr_data::tasks::{ArithOp, ArithProblem, ArithmeticConfig, ArithmeticTask, Split};
@@ -42,15 +42,13 @@ pub struct Solution {
 }
 
 impl Solution {
-    /// Step labels: `1` before the first wrong step, `0` from it on.
+    /// Step labels: `1` before the first wrong step, `0` on it, none after it.
     pub fn labels(&self) -> Vec<Option<f32>> {
         (0..self.steps.len())
-            .map(|i| {
-                Some(if self.first_wrong.is_some_and(|k| i >= k) {
-                    0.0
-                } else {
-                    1.0
-                })
+            .map(|i| match self.first_wrong {
+                Some(k) if i > k => None,
+                Some(k) if i == k => Some(0.0),
+                _ => Some(1.0),
             })
             .collect()
     }
@@ -217,6 +215,22 @@ impl ArithRmData {
             .collect()
     }
 
+    /// Step-labelled siblings of `n` problems: the clean solution and its corrupted copy of
+    /// each (`2n` records), which share their steps up to the corrupted one — the pairs the
+    /// PRM's step-level Bradley–Terry term learns from.
+    pub fn step_siblings(&self, n: usize, split: Split) -> Vec<Record> {
+        (0..n as u64)
+            .flat_map(|i| {
+                let (p, good, bad) = self.pair(i, split);
+                [good, bad].map(|s| Record::Steps {
+                    prompt: Self::prompt(&p),
+                    labels: s.labels(),
+                    steps: s.steps,
+                })
+            })
+            .collect()
+    }
+
     /// Step-labelled solutions of `n` problems: every third one clean, the others corrupted.
     pub fn steps(&self, n: usize, split: Split) -> Vec<Record> {
         (0..n as u64)
@@ -262,7 +276,7 @@ mod tests {
             "<think>7+9=16\n4+8=12\n3+5+1=9</think><answer>926</answer>"
         );
         assert_eq!(s.first_wrong, Some(1));
-        assert_eq!(s.labels(), vec![Some(1.0), Some(0.0), Some(0.0)]);
+        assert_eq!(s.labels(), vec![Some(1.0), Some(0.0), None]);
         let s = solve_add(347, 589, Some(Corruption::Carry(2)), 0).unwrap();
         assert_eq!(
             s.text,
@@ -313,6 +327,10 @@ mod tests {
         assert_eq!(kinds, [0, 200]);
         assert_eq!(g.pairs(3, Split::Heldout).len(), 3);
         assert_eq!(g.points(3, Split::Train).len(), 6);
+        let sib = g.step_siblings(3, Split::Train);
+        assert_eq!(sib.len(), 6);
+        assert_eq!(sib[0].first_wrong_step(), None);
+        assert!(sib[1].first_wrong_step().is_some());
         let steps = g.steps(4, Split::Train);
         assert_eq!(steps[0].first_wrong_step(), None);
         assert!(steps[1].first_wrong_step().is_some());

@@ -2,7 +2,8 @@
 //! `score.weight` of shape `[1, hidden]` — Hugging Face's `*ForSequenceClassification`
 //! convention with `num_labels = 1`, no bias. An outcome model (ORM) reads the head at the last
 //! token of `prompt + response`; a process model (PRM) reads it at the last token of the step
-//! separator that follows every step.
+//! separator that follows every step but the last, and at the last step's own last token
+//! (`separator_after_last` puts a separator there too).
 //!
 //! Directories are ordinary HF model directories: `config.json` (the backbone's fields,
 //! `architectures: ["Qwen2ForSequenceClassification"]`, `num_labels: 1`, and rlvr's own
@@ -68,6 +69,11 @@ pub struct RmSettings {
     /// at its last token after each step (default `"\n"`). A single special token (e.g.
     /// `"ки"` or `"<step>"`) works the same way.
     pub step_separator: String,
+    /// PRM: also put a separator after the last step and read its score there (Math-Shepherd
+    /// checkpoints tag every step); by default (false) the last step — which no separator
+    /// ends in the response — is read at its own last token, where the whole solution,
+    /// final answer included, is in view (as an ORM reads it).
+    pub separator_after_last: bool,
     /// PRM: how step probabilities become the response score (default `min`).
     pub aggregation: Aggregation,
     /// A response (or step) is judged correct when its probability is at least this
@@ -82,6 +88,7 @@ impl Default for RmSettings {
         RmSettings {
             kind: RmKind::Orm,
             step_separator: "\n".into(),
+            separator_after_last: false,
             aggregation: Aggregation::Min,
             threshold: 0.5,
             batch_size: 16,
@@ -395,8 +402,9 @@ impl RewardModel {
         Ok(ids)
     }
 
-    /// PRM input: prompt ids, then every step's ids followed by the separator's; returns the
-    /// ids and the position of the separator's last token after each step.
+    /// PRM input: prompt ids, then every step's ids followed by the separator's (the last
+    /// step's only with `separator_after_last`); returns the ids and the read position of each
+    /// step: the separator's last token after it, or the last step's own last token.
     pub fn encode_steps(
         &self,
         prompt_ids: &[u32],
@@ -421,9 +429,15 @@ impl RewardModel {
         }
         let mut ids = prompt_ids.to_vec();
         let mut reads = Vec::with_capacity(steps.len());
-        for s in steps {
+        for (k, s) in steps.iter().enumerate() {
+            let before = ids.len();
             ids.extend(self.tokenizer.encode(s, false)?);
-            ids.extend(&sep);
+            let last = k + 1 == steps.len();
+            // The last step is read at its own last token unless configured otherwise (an
+            // empty last step has none: it gets the separator).
+            if !last || self.settings.separator_after_last || ids.len() == before {
+                ids.extend(&sep);
+            }
             reads.push(ids.len() - 1);
         }
         Ok((ids, reads))

@@ -6,7 +6,14 @@
 //! - per-step binary cross-entropy (PRM) over the labelled steps, neutral steps left out
 //!   (Lightman et al. 2023; soft targets as Math-Shepherd's soft estimation).
 //!
-//! A batch mixing pairs and labelled responses sums the two means. Optimiser: rlvr-train's
+//! - step-level Bradley–Terry between siblings (PRM): two step-labelled solutions of the same
+//!   prompt that agree on their first `k` steps and whose step `k` is labelled right in one and
+//!   wrong in the other (Math-Shepherd's continuations of a shared prefix, a solution and its
+//!   corrupted copy) give `−log σ(r_right,k − r_wrong,k)`. The difference isolates what makes
+//!   the step wrong, which per-step BCE alone learns slowly when the clue is small (a digit of
+//!   the answer). Weighted by `pair_coef`; such pairs join the shuffled records as units.
+//!
+//! A batch mixing kinds sums their means. Optimiser: rlvr-train's
 //! AdamW with gradient clipping and a warm-up + cosine schedule.
 
 use std::time::Instant;
@@ -48,6 +55,11 @@ pub struct RmTrainConfig {
     /// (chosen ones, label ≥ 0.5, step solutions up to their first wrong step); it teaches
     /// the backbone the features of a right solution (default 0: off).
     pub lm_coef: f64,
+    /// Weight of the step-level Bradley–Terry loss between sibling step-labelled solutions
+    /// (PRM; see the module docs). Default 1.0; 0 = off.
+    pub pair_coef: f64,
+    /// At most this many sibling pairs per prompt (default 8).
+    pub max_pairs_per_prompt: usize,
 }
 
 impl Default for RmTrainConfig {
@@ -63,6 +75,8 @@ impl Default for RmTrainConfig {
             eval_fraction: 0.1,
             log_every: 25,
             lm_coef: 0.0,
+            pair_coef: 1.0,
+            max_pairs_per_prompt: 8,
         }
     }
 }
@@ -97,6 +111,62 @@ enum Encoded {
     Pair(Vec<u32>, Vec<u32>, (usize, usize)),
     Point(Vec<u32>, f32, (usize, usize)),
     Steps(Vec<u32>, Vec<usize>, Vec<Option<f32>>, (usize, usize)),
+    /// Sibling solutions: (right one's ids, its read at step k), (wrong one's, its read at k).
+    StepPair(Vec<u32>, usize, Vec<u32>, usize),
+}
+
+/// Sibling pairs among step-labelled records (see the module docs): for each prompt, each
+/// record with a wrong step `k` is paired with records that share its steps before `k` and
+/// whose step `k` differs and is labelled right; at most `max_per_prompt` per prompt.
+fn sibling_pairs(examples: &[Example], encoded: &[Encoded], max_per_prompt: usize) -> Vec<Encoded> {
+    use std::collections::BTreeMap;
+    let mut by_prompt: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, ex) in examples.iter().enumerate() {
+        if let Record::Steps { prompt, .. } = &ex.record {
+            by_prompt.entry(prompt.to_string()).or_default().push(i);
+        }
+    }
+    let mut out = Vec::new();
+    for idx in by_prompt.values().filter(|v| v.len() > 1) {
+        let mut made = 0;
+        'outer: for &b in idx {
+            let Record::Steps {
+                steps: sb,
+                labels: lb,
+                ..
+            } = &examples[b].record
+            else {
+                continue;
+            };
+            let Some(k) = lb.iter().position(|l| l.is_some_and(|x| x < 0.5)) else {
+                continue;
+            };
+            for &a in idx {
+                if made >= max_per_prompt {
+                    break 'outer;
+                }
+                let Record::Steps {
+                    steps: sa,
+                    labels: la,
+                    ..
+                } = &examples[a].record
+                else {
+                    continue;
+                };
+                let right = la.get(k).copied().flatten().is_some_and(|x| x >= 0.5);
+                if a == b || !right || sa.len() <= k || sa[..k] != sb[..k] || sa[k] == sb[k] {
+                    continue;
+                }
+                if let (Encoded::Steps(ia, ra, ..), Encoded::Steps(ib, rb, ..)) =
+                    (&encoded[a], &encoded[b])
+                {
+                    out.push(Encoded::StepPair(ia.clone(), ra[k], ib.clone(), rb[k]));
+                    made += 1;
+                }
+            }
+        }
+    }
+    out
 }
 
 fn too_long(ex: &Example, len: usize, max: usize) -> RmError {
@@ -196,6 +266,7 @@ fn batch_loss(
     rm: &RewardModel,
     batch: &[&Encoded],
     lm_coef: f64,
+    pair_coef: f64,
     device: &Device,
 ) -> Result<Option<Tensor>> {
     let mut seqs: Vec<Vec<u32>> = Vec::new();
@@ -204,6 +275,7 @@ fn batch_loss(
     let (mut chosen, mut rejected) = (Vec::new(), Vec::new());
     let (mut point_idx, mut point_y) = (Vec::new(), Vec::new());
     let (mut step_idx, mut step_y, mut step_w) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sib_good, mut sib_bad) = (Vec::new(), Vec::new());
     let mut n = 0u32;
     for e in batch {
         match e {
@@ -224,6 +296,16 @@ fn batch_loss(
                 point_idx.push(n);
                 point_y.push(*y);
                 n += 1;
+            }
+            Encoded::StepPair(a, ra, b, rb) => {
+                seqs.push(a.clone());
+                reads.push(vec![*ra]);
+                seqs.push(b.clone());
+                reads.push(vec![*rb]);
+                good.extend([(0, 0), (0, 0)]);
+                sib_good.push(n);
+                sib_bad.push(n + 1);
+                n += 2;
             }
             Encoded::Steps(ids, r, labels, g) => {
                 good.push(*g);
@@ -261,6 +343,9 @@ fn batch_loss(
         let y = Tensor::new(step_y.as_slice(), device)?;
         let w = Tensor::new(step_w.as_slice(), device)?;
         add(bce_with_logits(&pick(&step_idx)?, &y, &w)?)?;
+    }
+    if !sib_good.is_empty() && pair_coef > 0.0 {
+        add((bradley_terry_loss(&pick(&sib_good)?, &pick(&sib_bad)?)? * pair_coef)?)?;
     }
     if lm_coef > 0.0 {
         if let Some(lm) = lm_loss(rm, &hidden, &seqs, &good, device)? {
@@ -318,10 +403,17 @@ pub fn train(
         return Err(RmError::config("steps/batch_size", "must be positive"));
     }
     check_kind(examples, rm.settings.kind)?;
-    let encoded: Vec<Encoded> = examples
+    let mut encoded: Vec<Encoded> = examples
         .iter()
         .map(|e| encode(rm, e))
         .collect::<Result<_>>()?;
+    if cfg.pair_coef > 0.0 {
+        let pairs = sibling_pairs(examples, &encoded, cfg.max_pairs_per_prompt);
+        if !pairs.is_empty() {
+            tracing::info!(pairs = pairs.len(), "sibling step pairs");
+        }
+        encoded.extend(pairs);
+    }
     let device = rm.backbone().device().clone();
     let warmup = cfg.warmup_steps.unwrap_or(cfg.steps / 20);
     let mut opt = AdamW::new(
@@ -355,7 +447,7 @@ pub fn train(
             batch.push(&encoded[order[cursor]]);
             cursor += 1;
         }
-        let Some(loss) = batch_loss(rm, &batch, cfg.lm_coef, &device)? else {
+        let Some(loss) = batch_loss(rm, &batch, cfg.lm_coef, cfg.pair_coef, &device)? else {
             skipped += 1;
             continue;
         };
@@ -625,9 +717,60 @@ pub fn evaluate(rm: &RewardModel, examples: &[Example]) -> Result<RmMetrics> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn t(v: &[f32]) -> Tensor {
         Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn siblings_pair_at_the_step_where_they_part() {
+        let rec = |prompt: &str, steps: &[&str], labels: &[Option<f32>]| Example {
+            path: "d.jsonl".into(),
+            line: 1,
+            record: Record::Steps {
+                prompt: Value::from(prompt),
+                steps: steps.iter().map(|s| s.to_string()).collect(),
+                labels: labels.to_vec(),
+            },
+        };
+        let (p, m) = (Some(1.0), Some(0.0));
+        let examples = vec![
+            rec("q", &["a", "b", "c"], &[p, p, p]),
+            rec("q", &["a", "x", "y"], &[p, m, None]),
+            // Same step 1 text as the wrong one: not a sibling of it.
+            rec("q", &["a", "x", "z"], &[p, p, p]),
+            // Another prompt.
+            rec("r", &["a", "b", "c"], &[p, p, p]),
+            // Wrong at step 0: pairs with every right step 0 of "q" that differs.
+            rec("q", &["w"], &[m]),
+        ];
+        // Fake encodings: ids = [record index; 3], reads = positions 10k + step.
+        let encoded: Vec<Encoded> = (0..examples.len())
+            .map(|i| {
+                Encoded::Steps(
+                    vec![i as u32; 3],
+                    vec![10 * i, 10 * i + 1, 10 * i + 2],
+                    vec![],
+                    (0, 0),
+                )
+            })
+            .collect();
+        let pairs = sibling_pairs(&examples, &encoded, 8);
+        let got: Vec<(u32, usize, u32, usize)> = pairs
+            .iter()
+            .map(|e| match e {
+                Encoded::StepPair(a, ra, b, rb) => (a[0], *ra, b[0], *rb),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, 1, 1, 11), (0, 0, 4, 40), (1, 10, 4, 40), (2, 20, 4, 40)],
+            "{got:?}"
+        );
+        // The cap per prompt.
+        assert_eq!(sibling_pairs(&examples, &encoded, 1).len(), 1);
     }
 
     #[test]

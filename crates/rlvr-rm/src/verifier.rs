@@ -225,6 +225,11 @@ impl Verifier for RmVerifier {
     fn verify_batch(&self, inputs: &[VerifyInput<'_>]) -> Vec<Outcome> {
         RmVerifier::verify_batch(self, inputs)
     }
+
+    /// One forward pass holds `batch_size` responses.
+    fn batch_hint(&self) -> usize {
+        self.settings.batch_size.max(1)
+    }
 }
 
 fn build(kind: RmKind, m: &Map<String, Value>) -> VResult<Arc<dyn Verifier>> {

@@ -333,3 +333,42 @@ fn orm_and_prm_verifiers_are_registered_and_batched() {
     let m = mixed.verify(&input);
     assert!((m.score - (1.0 + 0.5 * o.score)).abs() < 1e-5, "{m:?}");
 }
+
+#[test]
+fn prm_reads_after_each_separator_and_at_the_last_steps_own_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("m");
+    builtin(&base);
+    let mut rm = RewardModel::load(&base, &Device::Cpu).unwrap();
+    rm.settings.kind = RmKind::Prm;
+    let prompt = vec![7u32, 8];
+    let steps = vec!["12".to_string(), "345".to_string()];
+    // Byte-level tokens: "12" "\n" "345".
+    let (ids, reads) = rm.encode_steps(&prompt, &steps).unwrap();
+    assert_eq!(ids.len(), 2 + 2 + 1 + 3);
+    assert_eq!(
+        reads,
+        vec![4, 7],
+        "the separator after step 0, the last token of step 1"
+    );
+    rm.settings.separator_after_last = true;
+    let (ids, reads) = rm.encode_steps(&prompt, &steps).unwrap();
+    assert_eq!(ids.len(), 2 + 2 + 1 + 3 + 1);
+    assert_eq!(reads, vec![4, 8]);
+    // An empty last step has no token of its own: it is read at a separator.
+    rm.settings.separator_after_last = false;
+    let (_, reads) = rm
+        .encode_steps(&prompt, &["12".to_string(), String::new()])
+        .unwrap();
+    assert_eq!(reads, vec![4, 5]);
+    // The setting is saved with the model.
+    rm.settings.separator_after_last = true;
+    let out = dir.path().join("saved");
+    rm.save(&out).unwrap();
+    assert!(
+        RewardModel::load(&out, &Device::Cpu)
+            .unwrap()
+            .settings
+            .separator_after_last
+    );
+}

@@ -83,14 +83,23 @@ fn prm_locates_the_first_wrong_step() {
     let mut rm = fresh(&dir.path().join("base"), RmKind::Prm, 3);
     rm.settings.step_separator = "\n".into();
     let data = ArithRmData::new(2, 4, 7).unwrap();
-    let train_set = examples(data.steps(4000, Split::Train));
+    // Training: the clean solution and the corrupted copy of 2000 problems (siblings: the
+    // step-level Bradley–Terry term pairs them at the corrupted step). Held out: 400 other
+    // problems, every third one clean.
+    let train_set = examples(data.step_siblings(2000, Split::Train));
     let heldout = examples(data.steps(400, Split::Heldout));
+    // The data-order seed; `RLVR_PRM_SEED=N` checks another (seeds 2, 5 and 9 measured).
+    let seed: u64 = std::env::var("RLVR_PRM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let cfg = RmTrainConfig {
-        steps: 1500,
+        steps: 3000,
         batch_size: 16,
-        lr: 5e-3,
+        lr: 2e-3,
         lm_coef: 1.0,
-        seed: 2,
+        pair_coef: 1.0,
+        seed,
         log_every: 50,
         ..RmTrainConfig::default()
     };
@@ -109,10 +118,8 @@ fn prm_locates_the_first_wrong_step() {
         report.steps,
         t.elapsed().as_secs_f64()
     );
-    // The issue asks for >= 0.8; this budget reaches ~0.6 (see the crate's report), so the
-    // test holds the model to what it reliably does, far above the always-correct baseline.
-    assert!(m.first_error_accuracy.unwrap() >= 0.5, "{m:?}");
-    assert!(m.clean_accuracy.unwrap() >= 0.75, "{m:?}");
+    assert!(m.first_error_accuracy.unwrap() >= 0.8, "{m:?}");
+    assert!(m.clean_accuracy.unwrap() >= 0.9, "{m:?}");
     // The baseline that calls every step correct locates nothing.
     let refs: Vec<&Example> = heldout.iter().collect();
     let probs = rlvr_rm::train::step_probabilities(&rm, &refs).unwrap();

@@ -40,8 +40,9 @@
 //! # Cleaning up
 //! [`DockerSandbox::shutdown`] removes everything a sandbox created. Containers of a process
 //! that died without it are removed by the next [`DockerSandbox::connect`] on the same machine
-//! (the owner label names the process); [`DockerSandbox::cleanup_leftovers`] removes every
-//! sandbox container on the engine.
+//! (the owner label names the process), and their ready containers exit by themselves after
+//! [`DockerConfig::pool_idle_exit_s`] without a program; [`DockerSandbox::cleanup_leftovers`]
+//! removes every sandbox container on the engine.
 //!
 //! # Results
 //! Exit 0 → `ok`; the bootstrap's 250 (an OOM kill counted by the container's memory cgroup,
@@ -63,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, ContainerSummary, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder,
@@ -113,7 +114,14 @@ const ENV: [&str; 4] = [
 /// program ends, it exits with the program's code (128+n for signal n) — or 250 if the
 /// container's memory cgroup counted any OOM kill (a child's included): the kernel's counter
 /// is exact, where the engine's `OOMKilled` flag can miss an OOM that races with the exit.
-const BOOTSTRAP: &str = r#"import os, json
+/// A container left idle in the pool for [`DockerConfig::pool_idle_exit_s`] (its process gone
+/// without a shutdown, or no work) exits by itself, freeing its memory; a run that finds it
+/// stopped takes a fresh container, and should one reach it at that very moment, the run is a
+/// `sandbox_error` (exit 125 with the bootstrap's message), never a verdict.
+const BOOTSTRAP: &str = r#"import os, json, select
+if not select.select([0], [], [], IDLE_EXIT_S)[0]:
+    os.write(2, b'rlvr-sandbox: no program came within IDLE_EXIT_S s in the pool; exiting\n')
+    os._exit(125)
 def rd(n):
     b = bytearray()
     while len(b) < n:
@@ -200,6 +208,10 @@ pub struct DockerConfig {
     pub pool_limits: Limits,
     /// CPUs a container may use (`nano_cpus`), e.g. `1.0`; `None` (default) = no cap.
     pub cpus: Option<f64>,
+    /// A ready container that gets no program for this many seconds exits by itself (default
+    /// 900), so that containers of a process that ended without [`Sandbox::shutdown`] stop
+    /// holding memory; the next `connect` on the machine removes them.
+    pub pool_idle_exit_s: u64,
 }
 
 impl Default for DockerConfig {
@@ -214,6 +226,7 @@ impl Default for DockerConfig {
             socket: None,
             pool_limits: Limits::default(),
             cpus: None,
+            pool_idle_exit_s: 900,
         }
     }
 }
@@ -666,7 +679,7 @@ impl Inner {
                 "-S".into(),
                 "-B".into(),
                 "-c".into(),
-                BOOTSTRAP.into(),
+                BOOTSTRAP.replace("IDLE_EXIT_S", &self.cfg.pool_idle_exit_s.max(1).to_string()),
             ]),
             user: Some(USER.into()),
             env: Some(ENV.iter().map(|s| s.to_string()).collect()),
@@ -731,27 +744,35 @@ impl Inner {
 
     /// Removes every container matching a `label` filter; returns how many went.
     async fn remove_labelled(&self, label: &str) -> usize {
+        let Some(list) = self.list_labelled(label).await else {
+            return 0;
+        };
+        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+        futures_util::future::join_all(ids.iter().map(|id| self.remove(id))).await;
+        ids.len()
+    }
+
+    /// Every container (running or not) carrying `label`; `None` (with a warning) when the
+    /// engine cannot list them.
+    async fn list_labelled(&self, label: &str) -> Option<Vec<ContainerSummary>> {
         let filters = HashMap::from([("label", vec![label])]);
         let opts = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
             .build();
-        let list = match engine(
+        match engine(
             "listing containers",
             QUICK_TIMEOUT,
             self.docker.list_containers(Some(opts)),
         )
         .await
         {
-            Ok(l) => l,
+            Ok(l) => Some(l),
             Err(e) => {
                 warn!("{e}");
-                return 0;
+                None
             }
-        };
-        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
-        futures_util::future::join_all(ids.iter().map(|id| self.remove(id))).await;
-        ids.len()
+        }
     }
 
     /// Removes the containers of sandboxes whose process died (same machine and pid
@@ -760,23 +781,8 @@ impl Inner {
         let Some(me) = &self.owner else {
             return;
         };
-        let filters = HashMap::from([("label", vec![OWNER_LABEL])]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = match engine(
-            "listing containers",
-            QUICK_TIMEOUT,
-            self.docker.list_containers(Some(opts)),
-        )
-        .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                warn!("{e}");
-                return;
-            }
+        let Some(list) = self.list_labelled(OWNER_LABEL).await else {
+            return;
         };
         let orphans: Vec<String> = list
             .into_iter()

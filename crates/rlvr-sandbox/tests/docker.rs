@@ -470,6 +470,37 @@ async fn dead_pool_container_is_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_pool_containers_exit_by_themselves_and_runs_go_on() {
+    let cfg = DockerConfig {
+        pool_idle_exit_s: 2,
+        ..config(1, 1)
+    };
+    with_sandbox(cfg, |sb| async move {
+        let mine = containers_with(&sb, &format!("{INSTANCE_LABEL}={}", sb.instance_id())).await;
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        // Idle for longer than the limit: the ready container has exited.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let state = sb
+            .docker()
+            .inspect_container(&mine[0], None)
+            .await
+            .expect("inspect")
+            .state
+            .unwrap_or_default();
+        assert_eq!(state.running, Some(false), "{state:?}");
+        assert_eq!(state.exit_code, Some(125), "{state:?}");
+        // The next run is served all the same.
+        let r = run(&sb, Program::python("print('after idle')"), limits()).await;
+        assert_eq!(
+            (r.status, r.stdout.as_str()),
+            (Status::Ok, "after idle\n"),
+            "{r:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_of_dead_processes_are_reaped_at_connect() {
     let Some(first) = connect(config(1, 0)).await else {
         return;

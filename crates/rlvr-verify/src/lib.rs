@@ -155,6 +155,13 @@ pub trait Verifier: Send + Sync {
     fn verify_batch(&self, inputs: &[VerifyInput<'_>]) -> Vec<Outcome> {
         inputs.iter().map(|i| self.verify(i)).collect()
     }
+    /// How many items this verifier would like per [`verify_batch`](Self::verify_batch) call
+    /// when a caller (training, evaluation) groups its work: 1 (the default) means one item
+    /// per call is as fast and keeps per-item timeouts; batching verifiers (reward models,
+    /// Python workers, sandboxes) ask for more.
+    fn batch_hint(&self) -> usize {
+        1
+    }
 }
 
 /// Counts of outcomes per status, and their score sum: the summary every caller should report.

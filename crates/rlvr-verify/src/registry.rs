@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::compose::{Deadline, Gated, WeightedSum};
+use crate::compose::{Deadline, Gated, Normalize, Part, WeightedSum};
 use crate::error::{Result, VerifyError};
 use crate::format::{FormatConfig, FormatVerifier};
 use crate::math::{MathConfig, MathVerifier};
@@ -138,6 +138,65 @@ pub fn settings<T: serde::de::DeserializeOwned>(m: &Map<String, Value>, what: &s
     })
 }
 
+/// A `weighted_sum` part's normalisation: `"normalize"` absent or `"none"`, `"running"` (with
+/// an optional `"clip"`), or `{"min": a, "max": b}`.
+fn normalize_of(part: &Value, k: usize) -> Result<Normalize> {
+    let field = format!("parts[{k}].normalize");
+    let clip = match part.get("clip") {
+        None => None,
+        Some(c) => Some(
+            c.as_f64()
+                .filter(|c| *c > 0.0)
+                .ok_or_else(|| cfg_err(&format!("parts[{k}].clip"), "expected a positive number"))?
+                as f32,
+        ),
+    };
+    let n = match part.get("normalize") {
+        None => Normalize::None,
+        Some(Value::String(s)) if s == "none" => Normalize::None,
+        Some(Value::String(s)) if s == "running" => Normalize::running(clip),
+        Some(Value::Object(m)) => {
+            let num = |key: &str| {
+                m.get(key)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| cfg_err(&format!("{field}.{key}"), "expected a number"))
+            };
+            let (min, max) = (num("min")?, num("max")?);
+            if let Some(extra) = m.keys().find(|key| *key != "min" && *key != "max") {
+                return Err(cfg_err(
+                    &format!("{field}.{extra}"),
+                    "unknown field (min, max)",
+                ));
+            }
+            if max <= min {
+                return Err(cfg_err(
+                    &field,
+                    format!("max ({max}) must exceed min ({min})"),
+                ));
+            }
+            Normalize::Range {
+                min: min as f32,
+                max: max as f32,
+            }
+        }
+        Some(other) => {
+            return Err(cfg_err(
+                &field,
+                format!(
+                    "expected \"none\", \"running\" or {{\"min\": a, \"max\": b}}, got {other}"
+                ),
+            ))
+        }
+    };
+    if clip.is_some() && !matches!(n, Normalize::Running { .. }) {
+        return Err(cfg_err(
+            &format!("parts[{k}].clip"),
+            "only applies to \"normalize\": \"running\"",
+        ));
+    }
+    Ok(n)
+}
+
 /// A verifier from a spec: a name string, or an object with `type` (`math`, `format`,
 /// `weighted_sum`, `gated`) and that type's settings.
 pub fn from_spec(spec: &Value) -> Result<Arc<dyn Verifier>> {
@@ -172,7 +231,22 @@ pub fn from_spec(spec: &Value) -> Result<Arc<dyn Verifier>> {
                 let inner = p
                     .get("verifier")
                     .ok_or_else(|| cfg_err(&format!("parts[{k}].verifier"), "missing"))?;
-                out.push((w as f32, from_spec(inner)?));
+                if let Some(extra) = p.as_object().and_then(|o| {
+                    o.keys().find(|key| {
+                        !["weight", "verifier", "normalize", "clip"].contains(&key.as_str())
+                    })
+                }) {
+                    return Err(cfg_err(
+                        &format!("parts[{k}].{extra}"),
+                        "unknown field (weight, verifier, normalize, clip)",
+                    ));
+                }
+                let normalize = normalize_of(p, k)?;
+                out.push(Part {
+                    weight: w as f32,
+                    verifier: from_spec(inner)?,
+                    normalize,
+                });
             }
             Arc::new(WeightedSum { parts: out })
         }

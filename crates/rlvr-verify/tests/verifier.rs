@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rlvr_verify::compose::{Deadline, Gated, WeightedSum};
+use rlvr_verify::compose::{Deadline, Gated, Part, WeightedSum};
 use rlvr_verify::extract::{extract_answer, last_boxed, Method};
 use rlvr_verify::format::{FormatConfig, FormatVerifier};
 use rlvr_verify::math::{MathConfig, MathVerifier, PercentMode};
@@ -233,7 +233,7 @@ fn composition_weighted_and_gated() {
     let math: Arc<dyn Verifier> = Arc::new(MathVerifier::default());
     let fmt: Arc<dyn Verifier> = Arc::new(FormatVerifier::default());
     let sum = WeightedSum {
-        parts: vec![(0.9, math.clone()), (0.1, fmt.clone())],
+        parts: vec![Part::new(0.9, math.clone()), Part::new(0.1, fmt.clone())],
     };
     let o = check(
         &sum,

@@ -532,6 +532,11 @@ impl Verifier for PythonVerifier {
         }
     }
 
+    /// `batch_size` items per worker call for each worker.
+    fn batch_hint(&self) -> usize {
+        self.cfg.batch_size.max(1) * self.cfg.workers.max(1)
+    }
+
     /// The batch in chunks of at most `batch_size` items, at most `workers` chunks at once,
     /// each chunk one worker call (one sandbox run) with a deadline of
     /// `timeout_ms × min(len, 10)`. A single input is a plain [`verify`](Self::verify).

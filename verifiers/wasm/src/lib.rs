@@ -523,6 +523,11 @@ impl Verifier for WasmPluginVerifier {
         // The path names the inherent method (inherent methods come first): not a recursion.
         WasmPluginVerifier::verify_batch(self, inputs)
     }
+
+    /// Enough calls to keep `concurrency` instances busy.
+    fn batch_hint(&self) -> usize {
+        self.cfg.concurrency.max(1) * 4
+    }
 }
 
 /// The request the host writes to a plugin's stdin for `input` with the spec's `config`.
