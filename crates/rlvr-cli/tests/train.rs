@@ -313,7 +313,14 @@ fn resume_after_sigkill_reproduces_the_uninterrupted_run() {
 fn every_preset_config_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    for preset in ["grpo", "dr_grpo", "dapo", "rloo", "reinforce_plus_plus"] {
+    for preset in [
+        "grpo",
+        "dr_grpo",
+        "dapo",
+        "rloo",
+        "reinforce_plus_plus",
+        "remax",
+    ] {
         let run = tmp.path().join(preset);
         let summary = run_ok(
             rlvr(&cache)
@@ -334,6 +341,13 @@ fn every_preset_config_runs() {
         assert_eq!(metrics.len(), 2, "{preset}");
         if preset == "dapo" {
             assert!(metrics[0]["rollout/rounds"].as_u64().unwrap() >= 1);
+        }
+        if preset == "remax" {
+            // The greedy baseline and the KL penalty in the reward (a reference model).
+            for m in &metrics {
+                assert!(m["reward/greedy_baseline_mean"].is_number(), "{m}");
+                assert!(m["actor/reward_kl_penalty"].is_number(), "{m}");
+            }
         }
     }
 }

@@ -434,13 +434,7 @@ impl TrainConfig {
         if self.algorithm.adv_estimator == rlvr_train::AdvantageEstimator::Gae {
             return bad(
                 "algorithm.preset",
-                "ppo (GAE with a critic) is not supported by `rlvr train` yet; use grpo, dr_grpo, dapo, rloo, reinforce_plus_plus or reinforce_plus_plus_baseline",
-            );
-        }
-        if self.algorithm.adv_estimator == rlvr_train::AdvantageEstimator::Remax {
-            return bad(
-                "algorithm.preset",
-                "remax is not supported by `rlvr train` yet; use grpo, dr_grpo, dapo, rloo, reinforce_plus_plus or reinforce_plus_plus_baseline",
+                "ppo (GAE with a critic) is not supported by `rlvr train` yet; use grpo, dr_grpo, dapo, rloo, reinforce_plus_plus, reinforce_plus_plus_baseline or remax",
             );
         }
         if let Some(ol) = &self.algorithm.overlong {

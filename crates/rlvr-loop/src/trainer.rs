@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device, Tensor};
 use rlvr_model::{CausalLm, Mode, ModelDir};
 use rlvr_rollout::{Completion, Prompt, RolloutEngine, SamplingParams};
-use rlvr_train::advantages::{compute_advantages, AdvantageInputs, AdvantageParams};
+use rlvr_train::advantages::{
+    compute_advantages, AdvantageEstimator, AdvantageInputs, AdvantageParams,
+};
 use rlvr_train::dapo::{soft_overlong_penalty, DynamicSampler, SamplingStatus};
 use rlvr_train::entropy::entropy_from_logits;
 use rlvr_train::kl::{apply_kl_penalty, kl_loss, kl_penalty};
@@ -47,6 +49,9 @@ pub struct Sample {
     pub outcome: Outcome,
     /// Reward after shaping.
     pub reward: f64,
+    /// ReMax: the shaped reward of the greedy completion of the same prompt (the baseline);
+    /// `None` for other estimators.
+    pub baseline: Option<f64>,
 }
 
 /// Everything a step needs and updates.
@@ -114,6 +119,20 @@ impl Trainer<'_> {
         self.policy.model.config().pad_token_id.unwrap_or(0)
     }
 
+    /// A verifier score after reward shaping (DAPO's soft overlong penalty when configured).
+    fn shaped(&self, score: f64, len: usize) -> Result<f64> {
+        let mut reward = score;
+        if let Some(ol) = &self.cfg.algorithm.overlong {
+            reward += soft_overlong_penalty(
+                len,
+                self.cfg.rollout.max_new_tokens,
+                ol.buffer_len,
+                ol.penalty_factor,
+            )?;
+        }
+        Ok(reward)
+    }
+
     /// Samples and verifies one round of `count` prompts.
     fn round(&mut self, count: usize, seed: u64) -> Result<Round> {
         let cfg = self.cfg;
@@ -143,37 +162,49 @@ impl Trainer<'_> {
         };
         let t = Instant::now();
         let out = engine.generate_keyed(&prompts, &params)?;
+        // ReMax: one greedy completion per prompt, whose reward is the samples' baseline.
+        let remax = cfg.algorithm.adv_estimator == AdvantageEstimator::Remax;
+        let greedy = if remax {
+            let greedy_params = SamplingParams {
+                temperature: 0.0,
+                n: 1,
+                ..params.clone()
+            };
+            engine.generate_keyed(&prompts, &greedy_params)?.completions
+        } else {
+            Vec::new()
+        };
         let rollout_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let jobs = verify_jobs(&out.completions, |i| &examples[i].0, self.verifiers);
-        let outcomes = verify_all(
+        let mut jobs = verify_jobs(&out.completions, |i| &examples[i].0, self.verifiers);
+        jobs.extend(verify_jobs(&greedy, |i| &examples[i].0, self.verifiers));
+        let mut outcomes = verify_all(
             self.rt,
             jobs,
             cfg.trainer.verify_concurrency,
             Duration::from_millis(cfg.trainer.verify_timeout_ms),
         );
+        let greedy_outcomes = outcomes.split_off(out.completions.len());
+        let mut baselines: Vec<Option<f64>> = vec![None; count];
+        for (c, o) in greedy.iter().zip(&greedy_outcomes) {
+            baselines[c.prompt_index] = Some(self.shaped(o.score as f64, c.tokens.len())?);
+        }
         let verify_s = t.elapsed().as_secs_f64();
         let mut groups: Vec<Vec<Sample>> = vec![Vec::new(); count];
         let ids: Vec<Arc<Vec<u32>>> = prompts.into_iter().map(|p| Arc::new(p.ids)).collect();
         for (c, o) in out.completions.into_iter().zip(outcomes) {
-            let mut reward = o.score as f64;
-            if let Some(ol) = &self.cfg.algorithm.overlong {
-                reward += soft_overlong_penalty(
-                    c.tokens.len(),
-                    cfg.rollout.max_new_tokens,
-                    ol.buffer_len,
-                    ol.penalty_factor,
-                )?;
-            }
-            let (ex, text) = &examples[c.prompt_index];
-            groups[c.prompt_index].push(Sample {
-                key: prompts_key(self.data_pos, count, c.prompt_index),
-                prompt_ids: ids[c.prompt_index].clone(),
+            let reward = self.shaped(o.score as f64, c.tokens.len())?;
+            let pi = c.prompt_index;
+            let (ex, text) = &examples[pi];
+            groups[pi].push(Sample {
+                key: prompts_key(self.data_pos, count, pi),
+                prompt_ids: ids[pi].clone(),
                 prompt_text: text.clone(),
                 data_source: ex.data_source.clone(),
                 completion: c,
                 outcome: o,
                 reward,
+                baseline: baselines[pi],
             });
         }
         groups.retain(|g| !g.is_empty());
@@ -445,6 +476,20 @@ impl Trainer<'_> {
             metrics.insert("actor/reward_kl_penalty".into(), json!(kl));
         }
         let index: Vec<u64> = samples.iter().map(|s| s.key).collect();
+        let baselines = if algo.adv_estimator == AdvantageEstimator::Remax {
+            let b = samples
+                .iter()
+                .map(|s| {
+                    s.baseline.ok_or_else(|| {
+                        LoopError::Other("remax: a sample has no greedy baseline".into())
+                    })
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            metrics.insert("reward/greedy_baseline_mean".into(), json!(mean(&b)));
+            Some(Tensor::from_vec(b, samples.len(), &device)?)
+        } else {
+            None
+        };
         let (adv, _) = compute_advantages(
             algo.adv_estimator,
             &AdvantageInputs {
@@ -452,7 +497,7 @@ impl Trainer<'_> {
                 mask: &mask_t.to_dtype(DType::F64)?,
                 index: Some(&index),
                 values: None,
-                reward_baselines: None,
+                reward_baselines: baselines.as_ref(),
             },
             &AdvantageParams {
                 gamma: algo.gamma,

@@ -30,7 +30,16 @@ fn every_config_file_loads_and_presets_apply() {
         let cfg = TrainConfig::load(Some(&path), &[])
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let stem = path.file_stem().unwrap().to_str().unwrap();
-        if ["grpo", "dr_grpo", "dapo", "rloo", "reinforce_plus_plus"].contains(&stem) {
+        if [
+            "grpo",
+            "dr_grpo",
+            "dapo",
+            "rloo",
+            "reinforce_plus_plus",
+            "remax",
+        ]
+        .contains(&stem)
+        {
             assert_eq!(cfg.algorithm.preset, stem);
             let back = TrainConfig::from_toml(&cfg.to_toml().unwrap(), "resolved", &[]).unwrap();
             assert_eq!(back, cfg, "{stem}: resolved config round trip");
@@ -38,8 +47,8 @@ fn every_config_file_loads_and_presets_apply() {
         seen += 1;
     }
     assert!(
-        seen >= 7,
-        "expected the default, five presets and gsm8k, saw {seen}"
+        seen >= 8,
+        "expected the default, six presets and gsm8k, saw {seen}"
     );
     let dapo = TrainConfig::load(Some(&configs_dir().join("dapo.toml")), &[]).unwrap();
     assert!(dapo.algorithm.dynamic_sampling.is_some());

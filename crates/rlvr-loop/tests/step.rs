@@ -106,3 +106,117 @@ fn a_non_finite_loss_skips_the_update_and_training_goes_on() {
     assert_ne!(weights(&md), before);
     assert_eq!(trainer.data_pos, 4, "two steps of two prompts");
 }
+
+/// Scores a response by its length modulo 3 (0, 0.5 or 1): deterministic, with spread.
+struct LenScore;
+
+impl Verifier for LenScore {
+    fn name(&self) -> &str {
+        "len"
+    }
+    fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
+        Outcome {
+            score: (input.response.len() % 3) as f32 / 2.0,
+            status: Status::Incorrect,
+            details: serde_json::json!({}),
+        }
+    }
+}
+
+#[test]
+fn remax_uses_the_greedy_completions_reward_as_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = BuiltinModelConfig {
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        ..BuiltinModelConfig::default()
+    };
+    builtin::create(tmp.path(), &small, 3).unwrap();
+    let md = ModelDir::load(tmp.path(), &Device::Cpu, None).unwrap();
+    let mut cfg = TrainConfig {
+        algorithm: rlvr_train::AlgorithmConfig::preset("remax").unwrap(),
+        ..TrainConfig::default()
+    };
+    cfg.algorithm.kl.use_kl_in_reward = false;
+    cfg.algorithm.kl.use_kl_loss = false;
+    cfg.rollout.prompts_per_step = 3;
+    cfg.rollout.n = 4;
+    cfg.rollout.max_new_tokens = 10;
+    cfg.validate("test").unwrap();
+    let source = PromptSource::Arithmetic {
+        task: ArithmeticTask::new(ArithmeticConfig::default()).unwrap(),
+        seed: 0,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut opt = AdamW::new(md.model.vars(), cfg.algorithm.optim).unwrap();
+    let verifiers = Verifiers::single(Arc::new(LenScore));
+
+    // The greedy completions of the step's prompts, scored by hand.
+    let tok = &md.tokenizer;
+    let prompts: Vec<rlvr_rollout::Prompt> = (0..3u64)
+        .map(|pos| {
+            let ex = source.at(pos);
+            let (_, ids) =
+                rlvr_loop::prompts::prompt_text_and_ids(tok, &ex, cfg.data.chat_template).unwrap();
+            rlvr_rollout::Prompt { ids, key: pos }
+        })
+        .collect();
+    let greedy = rlvr_rollout::RolloutEngine::from_model_dir(&md)
+        .generate_keyed(
+            &prompts,
+            &rlvr_rollout::SamplingParams {
+                temperature: 0.0,
+                n: 1,
+                max_new_tokens: 10,
+                max_prompt_len: Some(cfg.rollout.max_prompt_len),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let want: Vec<f64> = greedy
+        .completions
+        .iter()
+        .map(|c| (rlvr_loop::verify_pool::response_text(c).len() % 3) as f64 / 2.0)
+        .collect();
+
+    let mut trainer = Trainer {
+        cfg: &cfg,
+        policy: &md,
+        reference: None,
+        opt: &mut opt,
+        verifiers: &verifiers,
+        source: &source,
+        rt: &rt,
+        data_pos: 0,
+    };
+    let out = trainer.step(0).unwrap();
+    assert_eq!(out.metrics["actor/updates"], 1, "{:?}", out.metrics);
+    assert_eq!(out.samples.len(), 12);
+    for s in &out.samples {
+        let b = s.baseline.expect("every remax sample has a baseline");
+        assert_eq!(
+            b, want[s.completion.prompt_index],
+            "{:?}",
+            s.completion.text
+        );
+    }
+    // Advantages are R − b on every token: their token mean is the length-weighted mean.
+    let (mut num, mut den) = (0.0, 0.0);
+    for s in &out.samples {
+        let len = s.completion.tokens.len() as f64;
+        num += len * (s.reward - s.baseline.unwrap());
+        den += len;
+    }
+    let adv = out.metrics["actor/advantage_mean"].as_f64().unwrap();
+    assert!((adv - num / den).abs() < 1e-5, "{adv} vs {}", num / den);
+    let b = out.metrics["reward/greedy_baseline_mean"].as_f64().unwrap();
+    assert!(
+        (b - want.iter().sum::<f64>() / 3.0).abs() < 1e-9,
+        "{b} {want:?}"
+    );
+}

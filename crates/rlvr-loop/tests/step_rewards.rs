@@ -82,6 +82,7 @@ fn sample(md: &ModelDir, text: &str, outcome: Outcome, reward: f64) -> Sample {
         },
         outcome,
         reward,
+        baseline: None,
     }
 }
 
