@@ -164,6 +164,10 @@ impl RmVerifier {
                 }
                 at += sep.len();
             }
+            if ends.is_empty() {
+                // No text between separators: the PRM scored one empty step, ending here.
+                ends.push(response.len());
+            }
             details["steps"] = json!(s.steps);
             details["step_end_bytes"] = json!(ends);
             details["aggregation"] = json!(self.settings.aggregation.name());

@@ -315,6 +315,20 @@ fn orm_and_prm_verifiers_are_registered_and_batched() {
         response: "<think>2+4=6</think><answer>6</answer>",
         ..input
     };
+    // An empty response is one empty step, ending at byte 0.
+    let empty = rlvr_verify::Verifier::verify(
+        &prm,
+        &rlvr_verify::VerifyInput {
+            response: "",
+            ..input
+        },
+    );
+    assert_eq!(
+        empty.details["steps"].as_array().unwrap().len(),
+        1,
+        "{empty:?}"
+    );
+    assert_eq!(empty.details["step_end_bytes"], json!([0]));
     let batch = prm.verify_batch(&[input, other]);
     assert!((batch[0].score - one.score).abs() < 1e-5);
     assert!((batch[1].score - rlvr_verify::Verifier::verify(&prm, &other).score).abs() < 1e-5);

@@ -2,7 +2,8 @@
 //! arithmetic preference pairs and saved, then a short `rlvr train` run (the library entry
 //! point) whose verifier is `0.5·math + 0.5·orm:DIR`. The run completes, rewards are finite,
 //! the ORM's continuous scores show in the rewards (values outside `{0, 0.5, 1}`), and the
-//! stored verifier details name the reward model.
+//! stored verifier details name the reward model. And REINFORCE++ with a PRM's step scores
+//! as token-level rewards (`trainer.step_rewards = "mean"`): every rollout gets step rewards.
 
 use candle_core::Device;
 use rlvr_data::tasks::Split;
@@ -142,4 +143,100 @@ fn grpo_trains_with_an_orm_in_the_reward() {
         rewards.len(),
         "every rollout's details name the ORM"
     );
+}
+
+/// A PRM trained for a few steps on arithmetic step labels, saved at `out`.
+fn tiny_prm(base: &std::path::Path, out: &std::path::Path) {
+    builtin::create(base, &small(), 8).unwrap();
+    let mut rm = RewardModel::load(base, &Device::Cpu).unwrap();
+    rm.settings.kind = rlvr_rm::RmKind::Prm;
+    let data = ArithRmData::new(2, 3, 1).unwrap();
+    let examples: Vec<Example> = data
+        .step_siblings(8, Split::Train)
+        .into_iter()
+        .map(|record| Example {
+            path: Default::default(),
+            line: 0,
+            record,
+        })
+        .collect();
+    rlvr_rm::train(
+        &rm,
+        &examples,
+        &RmTrainConfig {
+            steps: 4,
+            batch_size: 8,
+            lr: 1e-3,
+            log_every: 0,
+            ..RmTrainConfig::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    rm.save(out).unwrap();
+}
+
+#[test]
+fn reinforce_plus_plus_trains_on_prm_step_rewards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prm_dir = tmp.path().join("prm");
+    tiny_prm(&tmp.path().join("prm-base"), &prm_dir);
+    rlvr_rm::register().unwrap();
+    let sets = vec![
+        "algorithm.preset=reinforce_plus_plus".to_string(),
+        "algorithm.kl.use_kl_loss=false".to_string(),
+        "trainer.step_rewards=mean".to_string(),
+        format!(
+            r#"verifier={{type = "weighted_sum", parts = [{{weight = 1.0, verifier = "math"}}, {{weight = 0.5, verifier = "prm:{}", normalize = "running", clip = 3.0}}]}}"#,
+            prm_dir.display()
+        ),
+    ];
+    let mut cfg = TrainConfig::load(None, &sets).unwrap();
+    cfg.model.builtin = small();
+    cfg.warmup.enabled = false;
+    cfg.rollout.prompts_per_step = 2;
+    cfg.rollout.n = 4;
+    cfg.rollout.max_new_tokens = 16;
+    cfg.trainer.steps = 2;
+    cfg.trainer.micro_batch_size = 8;
+    cfg.trainer.save_every = 0;
+    cfg.eval.before = false;
+    cfg.eval.after = false;
+    cfg.data.heldout_size = 2;
+    cfg.validate("test").unwrap();
+    let run_dir = tmp.path().join("run");
+    let summary = rlvr_loop::train(RunOptions {
+        config: cfg,
+        run_dir: Some(run_dir.clone()),
+        ..RunOptions::default()
+    })
+    .unwrap();
+    assert_eq!(summary["steps"], json!(2), "{summary}");
+    let metrics = rlvr_store::read_metrics(&run_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.len(), 2);
+    for m in &metrics {
+        // Every completion has at least one step (a PRM scores even an empty response as one).
+        assert_eq!(m["reward/step_rewarded_frac"], json!(1.0), "{m}");
+        assert!(
+            m["reward/steps_per_response"].as_f64().unwrap() >= 1.0,
+            "{m}"
+        );
+        assert!(
+            m["actor/advantage_abs_mean"].as_f64().unwrap().is_finite(),
+            "{m}"
+        );
+    }
+    // The stored details carry the PRM's steps and their ends, normalised by the part.
+    let store = rlvr_store::Store::open(&run_dir.join("store")).unwrap();
+    let step = store.rollout_steps().unwrap()[0];
+    for r in store.rollouts(step).unwrap() {
+        let part = &r["details"]["parts"][1];
+        assert!(part["norm"]["scale"].is_number(), "{r}");
+        let d = &part["details"];
+        assert_eq!(
+            d["steps"].as_array().unwrap().len(),
+            d["step_end_bytes"].as_array().unwrap().len(),
+            "{r}"
+        );
+    }
 }
