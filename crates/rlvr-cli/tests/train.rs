@@ -309,6 +309,71 @@ fn resume_after_sigkill_reproduces_the_uninterrupted_run() {
     assert_eq!(store.rollout_count(), 12 * 16);
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn ppo_resumes_exactly_with_its_critic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let full = tmp.path().join("full");
+    run_ok(
+        rlvr(&cache)
+            .arg("train")
+            .args(["--config", configs().join("ppo.toml").to_str().unwrap()])
+            .args(["--run-dir", full.to_str().unwrap()])
+            .args(sets(&[
+                "trainer.steps=4",
+                "trainer.save_every=2",
+                "eval.before=false",
+                "eval.after=false",
+            ])),
+    );
+    // The same run stopped after its step-2 checkpoint: later checkpoints gone, `latest` back.
+    let cut = tmp.path().join("cut");
+    copy_dir(&full, &cut);
+    std::fs::remove_dir_all(cut.join("checkpoints/step-000004")).unwrap();
+    std::fs::write(cut.join("checkpoints/latest"), "step-000002").unwrap();
+    let resumed = run_ok(
+        rlvr(&cache)
+            .arg("train")
+            .args(["--resume", cut.to_str().unwrap()]),
+    );
+    assert_eq!(resumed["resumed_from_step"], 2);
+    let a: Vec<Value> = read_lines(&full.join("metrics.jsonl"))
+        .iter()
+        .map(deterministic)
+        .collect();
+    let b: Vec<Value> = read_lines(&cut.join("metrics.jsonl"))
+        .iter()
+        .map(deterministic)
+        .collect();
+    assert_eq!((a.len(), b.len()), (4, 4));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "step {} differs after resume", x["step"]);
+    }
+    for f in [
+        "model.safetensors",
+        "critic/model.safetensors",
+        "critic/value_head.safetensors",
+        "critic/optimizer.safetensors",
+    ] {
+        let wa = std::fs::read(full.join("checkpoints/step-000004").join(f)).unwrap();
+        let wb = std::fs::read(cut.join("checkpoints/step-000004").join(f)).unwrap();
+        assert!(wa == wb, "{f} differs after resume");
+    }
+}
+
 #[test]
 fn every_preset_config_runs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -341,6 +406,16 @@ fn every_preset_config_runs() {
         assert_eq!(metrics.len(), 2, "{preset}");
         if preset == "dapo" {
             assert!(metrics[0]["rollout/rounds"].as_u64().unwrap() >= 1);
+        }
+        if preset == "ppo" {
+            for m in &metrics {
+                assert!(m["critic/vf_loss"].as_f64().unwrap().is_finite(), "{m}");
+                assert_eq!(m["critic/skipped_updates"], 0, "{m}");
+            }
+            // The critic is checkpointed with the policy.
+            let ck = run.join("checkpoints/step-000002/critic");
+            assert!(ck.join("value_head.safetensors").exists());
+            assert!(ck.join("optimizer.safetensors").exists());
         }
         if preset == "remax" {
             // The greedy baseline and the KL penalty in the reward (a reference model).

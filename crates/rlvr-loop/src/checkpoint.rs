@@ -1,6 +1,6 @@
 //! Checkpoints: `checkpoints/step-NNNNNN/` holds the policy as a Hugging Face directory, the
-//! optimiser moments (`optimizer.safetensors`) and `trainer_state.json` (step, data position,
-//! optimiser steps, seed). A checkpoint is written into a hidden temporary directory and
+//! optimiser moments (`optimizer.safetensors`), `trainer_state.json` (step, data position,
+//! optimiser steps, seed) and, for PPO, the critic (`critic/`). A checkpoint is written into a hidden temporary directory and
 //! renamed into place, then `checkpoints/latest` (written atomically) names it: a kill at any
 //! moment leaves the previous checkpoint intact and `latest` pointing at a complete one.
 
@@ -12,6 +12,7 @@ use rlvr_model::ModelDir;
 use rlvr_train::optim::{AdamW, AdamWState};
 use serde::{Deserialize, Serialize};
 
+use crate::critic::Critic;
 use crate::error::{LoopError, Result};
 
 /// What besides weights and moments a resume needs.
@@ -32,6 +33,8 @@ pub struct TrainerState {
 const LATEST: &str = "latest";
 const STATE: &str = "trainer_state.json";
 const OPTIM: &str = "optimizer.safetensors";
+/// The PPO critic's subdirectory (see [`Critic::save`]).
+pub const CRITIC: &str = "critic";
 
 fn step_dir_name(step: usize) -> String {
     format!("step-{step:06}")
@@ -43,6 +46,7 @@ pub fn save(
     root: &Path,
     policy: &ModelDir,
     opt: &AdamW,
+    critic: Option<&Critic>,
     state: &TrainerState,
     keep: usize,
 ) -> Result<PathBuf> {
@@ -52,21 +56,10 @@ pub fn save(
     let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     rlvr_model::save::save_model(&policy.model, &tmp, None, Some(&policy.dir))?;
-    let st = opt.state();
-    let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    for ((pname, _), (m, v)) in policy.model.named_vars().iter().zip(&st.moments) {
-        tensors.push((format!("{pname}.exp_avg"), m.contiguous()?));
-        tensors.push((format!("{pname}.exp_avg_sq"), v.contiguous()?));
+    save_moments(&tmp.join(OPTIM), &var_names(&policy.model), opt)?;
+    if let Some(c) = critic {
+        c.save(&tmp.join(CRITIC))?;
     }
-    let meta: HashMap<String, String> =
-        [("optimizer_steps".to_string(), st.steps.to_string())].into();
-    let optim_path = tmp.join(OPTIM);
-    safetensors::serialize_to_file(
-        tensors.iter().map(|(n, t)| (n.as_str(), t)),
-        Some(meta),
-        &optim_path,
-    )
-    .map_err(|e| LoopError::Other(format!("{}: {e}", optim_path.display())))?;
     let text = serde_json::to_string_pretty(state).expect("state serializes");
     std::fs::write(tmp.join(STATE), text).map_err(|e| LoopError::io(tmp.join(STATE), e))?;
     if dir.exists() {
@@ -130,17 +123,73 @@ pub fn load_optimizer(
     steps: usize,
     device: &Device,
 ) -> Result<()> {
-    let p = dir.join(OPTIM);
-    let tensors = candle_core::safetensors::load(&p, device)
-        .map_err(|e| LoopError::Other(format!("{}: {e}", p.display())))?;
-    let mut moments = Vec::new();
-    for (pname, _) in policy.model.named_vars() {
+    load_moments(
+        &dir.join(OPTIM),
+        &var_names(&policy.model),
+        opt,
+        steps,
+        device,
+    )
+}
+
+/// The names of a model's variables, in the optimiser's order.
+pub(crate) fn var_names(model: &rlvr_model::CausalLm) -> Vec<String> {
+    model.named_vars().iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// Writes `opt`'s moments as `NAME.exp_avg` / `NAME.exp_avg_sq` tensors (`names` in the
+/// optimiser's variable order) with its step count in the metadata (`optimizer_steps`).
+pub(crate) fn save_moments(path: &Path, names: &[String], opt: &AdamW) -> Result<()> {
+    let st = opt.state();
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for (name, (m, v)) in names.iter().zip(&st.moments) {
+        tensors.push((format!("{name}.exp_avg"), m.contiguous()?));
+        tensors.push((format!("{name}.exp_avg_sq"), v.contiguous()?));
+    }
+    let meta: HashMap<String, String> =
+        [("optimizer_steps".to_string(), st.steps.to_string())].into();
+    safetensors::serialize_to_file(
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+        Some(meta),
+        path,
+    )
+    .map_err(|e| LoopError::Other(format!("{}: {e}", path.display())))
+}
+
+/// The step count [`save_moments`] recorded in `path`.
+pub(crate) fn saved_steps(path: &Path) -> Result<usize> {
+    let err = |e: String| LoopError::Other(format!("{}: {e}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| LoopError::io(path, e))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
+    meta.metadata()
+        .as_ref()
+        .and_then(|m| m.get("optimizer_steps"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| err("missing optimizer_steps metadata".into()))
+}
+
+/// Restores moments written by [`save_moments`] into `opt` (same names, same order).
+pub(crate) fn load_moments(
+    path: &Path,
+    names: &[String],
+    opt: &mut AdamW,
+    steps: usize,
+    device: &Device,
+) -> Result<()> {
+    let tensors = candle_core::safetensors::load(path, device)
+        .map_err(|e| LoopError::Other(format!("{}: {e}", path.display())))?;
+    let mut moments = Vec::with_capacity(names.len());
+    for name in names {
         let get = |suffix: &str| {
             tensors
-                .get(&format!("{pname}.{suffix}"))
+                .get(&format!("{name}.{suffix}"))
                 .cloned()
                 .ok_or_else(|| {
-                    LoopError::Other(format!("{}: missing tensor {pname}.{suffix}", p.display()))
+                    LoopError::Other(format!(
+                        "{}: missing tensor {name}.{suffix}",
+                        path.display()
+                    ))
                 })
         };
         moments.push((get("exp_avg")?, get("exp_avg_sq")?));

@@ -431,12 +431,6 @@ impl TrainConfig {
         if self.eval.n == 0 {
             return bad("eval.n", "must be >= 1");
         }
-        if self.algorithm.adv_estimator == rlvr_train::AdvantageEstimator::Gae {
-            return bad(
-                "algorithm.preset",
-                "ppo (GAE with a critic) is not supported by `rlvr train` yet; use grpo, dr_grpo, dapo, rloo, reinforce_plus_plus, reinforce_plus_plus_baseline or remax",
-            );
-        }
         if let Some(ol) = &self.algorithm.overlong {
             if ol.buffer_len == 0 || ol.buffer_len > self.rollout.max_new_tokens {
                 return bad(

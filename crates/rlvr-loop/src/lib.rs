@@ -19,6 +19,7 @@ pub mod batch;
 pub mod builtin;
 pub mod checkpoint;
 pub mod config;
+pub mod critic;
 pub mod error;
 pub mod evaluate;
 pub mod prompts;

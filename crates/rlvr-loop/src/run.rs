@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::checkpoint::{self, TrainerState};
 use crate::config::TrainConfig;
+use crate::critic::Critic;
 use crate::error::{LoopError, Result};
 use crate::evaluate::{evaluate, EvalResult};
 use crate::prompts::PromptSource;
@@ -282,6 +283,14 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         checkpoint::load_optimizer(dir, &policy, &mut opt, st.optimizer_steps, &device)?;
         eprintln!("resumed from {} (step {})", dir.display(), st.step);
     }
+    // PPO: the critic starts from the base weights, or resumes from the checkpoint's.
+    let mut critic = match (&algo.critic, algo.adv_estimator) {
+        (Some(c), rlvr_train::AdvantageEstimator::Gae) => Some(match &resume_from {
+            Some(dir) => Critic::load(&dir.join(checkpoint::CRITIC), &device, dtype, c.optim)?,
+            None => Critic::new(ModelDir::load(&base, &device, dtype)?, c.optim)?,
+        }),
+        _ => None,
+    };
     let mut trainer = Trainer {
         cfg: &cfg,
         policy: &policy,
@@ -291,6 +300,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         source: &source,
         rt: &rt,
         data_pos: resume_state.as_ref().map_or(0, |s| s.data_pos),
+        critic: critic.as_mut(),
     };
     let steps = cfg.trainer.steps;
     let pb = bar(steps as u64, "RL", opts.progress);
@@ -345,6 +355,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
                 &ckpt_root,
                 trainer.policy,
                 trainer.opt,
+                trainer.critic.as_deref(),
                 &state_of(done, &trainer),
                 cfg.trainer.keep_checkpoints,
             )?;
@@ -375,6 +386,7 @@ pub fn train(opts: RunOptions) -> Result<Value> {
                 &ckpt_root,
                 trainer.policy,
                 trainer.opt,
+                trainer.critic.as_deref(),
                 &state_of(start_step, &trainer),
                 cfg.trainer.keep_checkpoints,
             )?;

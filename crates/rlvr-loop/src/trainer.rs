@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 
 use crate::batch::{logprobs_from_logits, pack, response_logits, rows_to_tensor};
 use crate::config::TrainConfig;
+use crate::critic::Critic;
 use crate::error::{LoopError, Result};
 use crate::prompts::{prompt_text_and_ids, PromptSource};
 use crate::step_rewards::{placement, token_ends, token_of, StepRewardMode};
@@ -72,6 +73,8 @@ pub struct Trainer<'a> {
     pub rt: &'a tokio::runtime::Runtime,
     /// Next stream position of the prompt source (checkpointed).
     pub data_pos: u64,
+    /// The value model (PPO: the `gae` estimator); `None` otherwise.
+    pub critic: Option<&'a mut Critic>,
 }
 
 /// The result of a step.
@@ -108,6 +111,9 @@ struct Row {
     old: Vec<f32>,
     reference: Vec<f32>,
     adv: Vec<f32>,
+    /// PPO: the critic's values at rollout time and the GAE returns (empty otherwise).
+    values: Vec<f32>,
+    returns: Vec<f32>,
 }
 
 impl Trainer<'_> {
@@ -344,6 +350,84 @@ impl Trainer<'_> {
         })
     }
 
+    /// One critic update over a mini-batch (PPO): the clipped value loss against the GAE
+    /// returns, accumulated over micro-batches, then the critic's AdamW step. Returns (loss,
+    /// clip fraction, gradient norm, tokens), or `None` when the loss or gradient was not
+    /// finite (the step is skipped).
+    fn critic_step(
+        &mut self,
+        mb_rows: &[Row],
+        mb_start: usize,
+        r_max: usize,
+        mask: &[f32],
+        norm: &rlvr_train::agg::Normaliser,
+    ) -> Result<Option<(f64, f64, f64, f64)>> {
+        let cfg = self.cfg;
+        let critic_cfg = cfg
+            .algorithm
+            .critic
+            .as_ref()
+            .ok_or_else(|| LoopError::Other("ppo (gae) needs algorithm.critic".into()))?;
+        let pad = self.pad_id();
+        let device = self.device().clone();
+        let critic = self
+            .critic
+            .as_deref_mut()
+            .ok_or_else(|| LoopError::Other("ppo (gae) needs a critic".into()))?;
+        let vars = critic.vars();
+        let mut acc = GradAccumulator::new(vars.clone());
+        let (mut loss_sum, mut clip, mut tokens) = (0.0f64, 0.0f64, 0.0f64);
+        for (mi, micro) in mb_rows.chunks(cfg.trainer.micro_batch_size).enumerate() {
+            let first = mb_start + mi * cfg.trainer.micro_batch_size;
+            let pairs: Vec<(&[u32], &[u32])> = micro
+                .iter()
+                .map(|r| (&r.prompt[..], &r.response[..]))
+                .collect();
+            let packed = pack(&pairs, pad, &device)?;
+            let w = packed.response_len;
+            let m_rows: Vec<&[f32]> = (0..micro.len())
+                .map(|k| &mask[(first + k) * r_max..(first + k) * r_max + w.min(r_max)])
+                .collect();
+            let m_t = rows_to_tensor(&m_rows, w, &device)?;
+            let rows_of = |f: &dyn Fn(&Row) -> &[f32]| -> Result<Tensor> {
+                rows_to_tensor(&micro.iter().map(f).collect::<Vec<_>>(), w, &device)
+            };
+            let old_v = rows_of(&|r| &r.values)?;
+            let ret = rows_of(&|r| &r.returns)?;
+            let vpreds = critic.values(&packed, Mode::Train)?;
+            let vl = rlvr_train::value::value_loss(
+                &vpreds,
+                &ret,
+                &old_v,
+                &m_t,
+                critic_cfg.cliprange_value,
+                norm,
+            )?;
+            let loss = vl.loss.affine(critic_cfg.vf_coef, 0.0)?;
+            let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !value.is_finite() {
+                tracing::warn!("non-finite value loss: the critic step is skipped");
+                return Ok(None);
+            }
+            let n = m_rows.iter().map(|r| r.iter().sum::<f32>()).sum::<f32>() as f64;
+            loss_sum += value;
+            clip += vl.clipfrac * n;
+            tokens += n;
+            acc.backward(&loss)?;
+        }
+        let grads = acc.take()?;
+        let gn = global_grad_norm(&vars, &grads)?;
+        if !gn.is_finite() {
+            tracing::warn!(
+                grad_norm = gn,
+                "non-finite critic gradient: the step is skipped"
+            );
+            return Ok(None);
+        }
+        critic.opt.step(grads)?;
+        Ok(Some((loss_sum, clip / tokens.max(1.0), gn, tokens)))
+    }
+
     /// Log-probs (and entropy) of `rows` under `model` without a graph, per micro-batch.
     fn infer_logprobs(
         &self,
@@ -476,6 +560,35 @@ impl Trainer<'_> {
             metrics.insert("actor/reward_kl_penalty".into(), json!(kl));
         }
         let index: Vec<u64> = samples.iter().map(|s| s.key).collect();
+        let gae = algo.adv_estimator == AdvantageEstimator::Gae;
+        let values: Option<Vec<Vec<f32>>> = if gae {
+            let critic = self.critic.as_deref().ok_or_else(|| {
+                LoopError::Other("ppo (gae) needs a critic, and none is loaded".into())
+            })?;
+            let t = Instant::now();
+            let mut out = Vec::with_capacity(pairs.len());
+            for chunk in pairs.chunks(cfg.trainer.micro_batch_size) {
+                let packed = pack(chunk, self.pad_id(), &device)?;
+                let v = critic
+                    .values(&packed, Mode::Infer)?
+                    .to_dtype(DType::F32)?
+                    .to_vec2::<f32>()?;
+                for (i, (_, resp)) in chunk.iter().enumerate() {
+                    out.push(v[i][..resp.len()].to_vec());
+                }
+            }
+            metrics.insert("timing/values_s".into(), json!(t.elapsed().as_secs_f64()));
+            Some(out)
+        } else {
+            None
+        };
+        let values_t = match &values {
+            Some(v) => {
+                let refs: Vec<&[f32]> = v.iter().map(|r| &r[..]).collect();
+                Some(rows_to_tensor(&refs, r_max, &device)?.to_dtype(DType::F64)?)
+            }
+            None => None,
+        };
         let baselines = if algo.adv_estimator == AdvantageEstimator::Remax {
             let b = samples
                 .iter()
@@ -490,13 +603,13 @@ impl Trainer<'_> {
         } else {
             None
         };
-        let (adv, _) = compute_advantages(
+        let (adv, returns) = compute_advantages(
             algo.adv_estimator,
             &AdvantageInputs {
                 token_level_rewards: &token_rewards.to_dtype(DType::F64)?,
                 mask: &mask_t.to_dtype(DType::F64)?,
                 index: Some(&index),
-                values: None,
+                values: values_t.as_ref(),
                 reward_baselines: baselines.as_ref(),
             },
             &AdvantageParams {
@@ -506,17 +619,38 @@ impl Trainer<'_> {
             },
         )?;
         let adv = adv.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let returns = if gae {
+            returns.to_dtype(DType::F32)?.to_vec2::<f32>()?
+        } else {
+            Vec::new()
+        };
         let rows: Vec<Row> = samples
             .iter()
             .enumerate()
-            .map(|(i, s)| Row {
-                prompt: s.prompt_ids.clone(),
-                response: s.completion.tokens.clone(),
-                old: old[i].clone(),
-                reference: reference[i].clone(),
-                adv: adv[i].clone(),
+            .map(|(i, s)| {
+                let len = s.completion.tokens.len();
+                Row {
+                    prompt: s.prompt_ids.clone(),
+                    response: s.completion.tokens.clone(),
+                    old: old[i].clone(),
+                    reference: reference[i].clone(),
+                    adv: adv[i].clone(),
+                    values: values.as_ref().map_or_else(Vec::new, |v| v[i].clone()),
+                    returns: returns.get(i).map_or_else(Vec::new, |r| r[..len].to_vec()),
+                }
             })
             .collect();
+        if gae {
+            let masked = |get: &dyn Fn(&Row) -> &[f32]| {
+                let xs: Vec<f64> = rows
+                    .iter()
+                    .flat_map(|r| get(r).iter().map(|x| *x as f64))
+                    .collect();
+                mean(&xs)
+            };
+            metrics.insert("critic/values_mean".into(), json!(masked(&|r| &r.values)));
+            metrics.insert("critic/returns_mean".into(), json!(masked(&|r| &r.returns)));
+        }
         let adv_flat: Vec<f64> = rows
             .iter()
             .zip(mask.chunks(r_max))
@@ -545,6 +679,9 @@ impl Trainer<'_> {
         let mut grad_norms = Vec::new();
         let mut skipped = 0usize;
         let mut updates = 0usize;
+        let (mut vf_losses, mut vf_clipfracs, mut vf_grad_norms) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let mut critic_skipped = 0usize;
         for _epoch in 0..cfg.trainer.ppo_epochs {
             for (mb_i, mb_rows) in rows.chunks(mini).enumerate() {
                 let mb_start = mb_i * mini;
@@ -635,6 +772,23 @@ impl Trainer<'_> {
                 updates += 1;
                 pg_losses.push(mb_loss);
                 grad_norms.push(gn);
+                if gae {
+                    if let Some(c) = self.critic_step(mb_rows, mb_start, r_max, &mask, &norm)? {
+                        vf_losses.push(c.0);
+                        vf_clipfracs.push((c.1, c.3));
+                        vf_grad_norms.push(c.2);
+                    } else {
+                        critic_skipped += 1;
+                    }
+                }
+            }
+        }
+        if gae {
+            metrics.insert("critic/vf_loss".into(), json!(mean(&vf_losses)));
+            metrics.insert("critic/grad_norm".into(), json!(mean(&vf_grad_norms)));
+            metrics.insert("critic/skipped_updates".into(), json!(critic_skipped));
+            if let Some(c) = self.critic.as_deref() {
+                metrics.insert("critic/lr".into(), json!(c.opt.learning_rate()));
             }
         }
         let weighted = |xs: &[(f64, f64)]| {
@@ -653,6 +807,9 @@ impl Trainer<'_> {
             json!(weighted(&clipfracs_lower)),
         );
         metrics.insert("actor/ppo_kl".into(), json!(weighted(&ppo_kls)));
+        if gae {
+            metrics.insert("critic/vf_clipfrac".into(), json!(weighted(&vf_clipfracs)));
+        }
         metrics.insert("actor/grad_norm".into(), json!(mean(&grad_norms)));
         metrics.insert("actor/updates".into(), json!(updates));
         metrics.insert("actor/skipped_updates".into(), json!(skipped));

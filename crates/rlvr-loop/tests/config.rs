@@ -47,8 +47,8 @@ fn every_config_file_loads_and_presets_apply() {
         seen += 1;
     }
     assert!(
-        seen >= 8,
-        "expected the default, six presets and gsm8k, saw {seen}"
+        seen >= 9,
+        "expected the default, seven presets and gsm8k, saw {seen}"
     );
     let dapo = TrainConfig::load(Some(&configs_dir().join("dapo.toml")), &[]).unwrap();
     assert!(dapo.algorithm.dynamic_sampling.is_some());

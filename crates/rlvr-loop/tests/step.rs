@@ -87,6 +87,7 @@ fn a_non_finite_loss_skips_the_update_and_training_goes_on() {
         source: &source,
         rt: &rt,
         data_pos: 0,
+        critic: None,
     };
     let out = trainer.step(0).unwrap();
     assert_eq!(out.metrics["actor/skipped_updates"], 1, "{:?}", out.metrics);
@@ -193,6 +194,7 @@ fn remax_uses_the_greedy_completions_reward_as_baseline() {
         source: &source,
         rt: &rt,
         data_pos: 0,
+        critic: None,
     };
     let out = trainer.step(0).unwrap();
     assert_eq!(out.metrics["actor/updates"], 1, "{:?}", out.metrics);
@@ -219,4 +221,93 @@ fn remax_uses_the_greedy_completions_reward_as_baseline() {
         (b - want.iter().sum::<f64>() / 3.0).abs() < 1e-9,
         "{b} {want:?}"
     );
+}
+
+#[test]
+fn ppo_trains_its_critic_and_the_critic_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = BuiltinModelConfig {
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        ..BuiltinModelConfig::default()
+    };
+    builtin::create(tmp.path(), &small, 3).unwrap();
+    let md = ModelDir::load(tmp.path(), &Device::Cpu, None).unwrap();
+    let mut cfg = TrainConfig {
+        algorithm: rlvr_train::AlgorithmConfig::preset("ppo").unwrap(),
+        ..TrainConfig::default()
+    };
+    cfg.algorithm.critic.as_mut().unwrap().optim.lr = 1e-2;
+    cfg.rollout.prompts_per_step = 2;
+    cfg.rollout.n = 4;
+    cfg.rollout.max_new_tokens = 10;
+    cfg.validate("test").unwrap();
+    let source = PromptSource::Arithmetic {
+        task: ArithmeticTask::new(ArithmeticConfig::default()).unwrap(),
+        seed: 0,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut opt = AdamW::new(md.model.vars(), cfg.algorithm.optim).unwrap();
+    let critic_optim = cfg.algorithm.critic.as_ref().unwrap().optim;
+    let mut critic = rlvr_loop::critic::Critic::new(
+        ModelDir::load(tmp.path(), &Device::Cpu, None).unwrap(),
+        critic_optim,
+    )
+    .unwrap();
+    let verifiers = Verifiers::single(Arc::new(LenScore));
+    let mut trainer = Trainer {
+        cfg: &cfg,
+        policy: &md,
+        reference: None,
+        opt: &mut opt,
+        verifiers: &verifiers,
+        source: &source,
+        rt: &rt,
+        data_pos: 0,
+        critic: Some(&mut critic),
+    };
+    let first = trainer.step(0).unwrap().metrics;
+    assert_eq!(first["actor/updates"], 1, "{first:?}");
+    // The zero head values everything 0 at first; the value loss is then 0.5·mean(R_t²) > 0.
+    assert_eq!(first["critic/values_mean"], 0.0, "{first:?}");
+    assert!(first["critic/vf_loss"].as_f64().unwrap() > 0.0, "{first:?}");
+    assert_eq!(first["critic/skipped_updates"], 0);
+    let second = trainer.step(1).unwrap().metrics;
+    assert_ne!(
+        second["critic/values_mean"], 0.0,
+        "the critic learned: {second:?}"
+    );
+    assert_eq!(critic.opt.steps(), 2);
+
+    // Save and load: same values, same optimiser state.
+    let dir = tmp.path().join("critic");
+    critic.save(&dir).unwrap();
+    let back = rlvr_loop::critic::Critic::load(&dir, &Device::Cpu, None, critic_optim).unwrap();
+    assert_eq!(back.opt.steps(), 2);
+    let rows: Vec<(&[u32], &[u32])> = vec![(&[5, 6, 7], &[8, 9]), (&[5], &[10, 11, 12])];
+    let packed = rlvr_loop::batch::pack(&rows, 0, &Device::Cpu).unwrap();
+    let a = critic
+        .values(&packed, rlvr_model::Mode::Infer)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let b = back
+        .values(&packed, rlvr_model::Mode::Infer)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+    assert!(a.iter().flatten().any(|v| *v != 0.0));
+    // A damaged head is an error naming the file.
+    std::fs::write(dir.join("value_head.safetensors"), b"nope").unwrap();
+    let e = rlvr_loop::critic::Critic::load(&dir, &Device::Cpu, None, critic_optim)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("value_head.safetensors"), "{e}");
 }

@@ -191,6 +191,7 @@ fn reinforce_plus_plus_trains_on_step_rewards() {
         source: &source,
         rt: &rt,
         data_pos: 0,
+        critic: None,
     };
     let out = trainer.step(0).unwrap();
     let m = &out.metrics;
