@@ -36,6 +36,42 @@ impl Verifier for NanScore {
     }
 }
 
+/// A tiny built-in policy (in its own directory), the arithmetic prompts and a runtime for
+/// the verifier pool.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    md: ModelDir,
+    source: PromptSource,
+    rt: tokio::runtime::Runtime,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = BuiltinModelConfig {
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        ..BuiltinModelConfig::default()
+    };
+    builtin::create(tmp.path(), &small, 3).unwrap();
+    let md = ModelDir::load(tmp.path(), &Device::Cpu, None).unwrap();
+    let source = PromptSource::Arithmetic {
+        task: ArithmeticTask::new(ArithmeticConfig::default()).unwrap(),
+        seed: 0,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    Fixture {
+        tmp,
+        md,
+        source,
+        rt,
+    }
+}
+
 fn weights(md: &ModelDir) -> Vec<f32> {
     md.model
         .vars()
@@ -52,29 +88,17 @@ fn weights(md: &ModelDir) -> Vec<f32> {
 
 #[test]
 fn a_non_finite_loss_skips_the_update_and_training_goes_on() {
-    let tmp = tempfile::tempdir().unwrap();
-    let small = BuiltinModelConfig {
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        ..BuiltinModelConfig::default()
-    };
-    builtin::create(tmp.path(), &small, 3).unwrap();
-    let md = ModelDir::load(tmp.path(), &Device::Cpu, None).unwrap();
+    let Fixture {
+        tmp: _tmp,
+        md,
+        source,
+        rt,
+    } = fixture();
     let mut cfg = TrainConfig::default();
     cfg.rollout.prompts_per_step = 2;
     cfg.rollout.n = 4;
     cfg.rollout.max_new_tokens = 12;
     cfg.algorithm.kl.use_kl_loss = false;
-    let source = PromptSource::Arithmetic {
-        task: ArithmeticTask::new(ArithmeticConfig::default()).unwrap(),
-        seed: 0,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut opt = AdamW::new(md.model.vars(), cfg.algorithm.optim).unwrap();
     let nan = Verifiers::single(Arc::new(NanScore));
     let before = weights(&md);
@@ -126,15 +150,12 @@ impl Verifier for LenScore {
 
 #[test]
 fn remax_uses_the_greedy_completions_reward_as_baseline() {
-    let tmp = tempfile::tempdir().unwrap();
-    let small = BuiltinModelConfig {
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        ..BuiltinModelConfig::default()
-    };
-    builtin::create(tmp.path(), &small, 3).unwrap();
-    let md = ModelDir::load(tmp.path(), &Device::Cpu, None).unwrap();
+    let Fixture {
+        tmp: _tmp,
+        md,
+        source,
+        rt,
+    } = fixture();
     let mut cfg = TrainConfig {
         algorithm: rlvr_train::AlgorithmConfig::preset("remax").unwrap(),
         ..TrainConfig::default()
@@ -145,15 +166,6 @@ fn remax_uses_the_greedy_completions_reward_as_baseline() {
     cfg.rollout.n = 4;
     cfg.rollout.max_new_tokens = 10;
     cfg.validate("test").unwrap();
-    let source = PromptSource::Arithmetic {
-        task: ArithmeticTask::new(ArithmeticConfig::default()).unwrap(),
-        seed: 0,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut opt = AdamW::new(md.model.vars(), cfg.algorithm.optim).unwrap();
     let verifiers = Verifiers::single(Arc::new(LenScore));
 
@@ -225,15 +237,12 @@ fn remax_uses_the_greedy_completions_reward_as_baseline() {
 
 #[test]
 fn ppo_trains_its_critic_and_the_critic_round_trips() {
-    let tmp = tempfile::tempdir().unwrap();
-    let small = BuiltinModelConfig {
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        ..BuiltinModelConfig::default()
-    };
-    builtin::create(tmp.path(), &small, 3).unwrap();
-    let md = ModelDir::load(tmp.path(), &Device::Cpu, None).unwrap();
+    let Fixture {
+        tmp,
+        md,
+        source,
+        rt,
+    } = fixture();
     let mut cfg = TrainConfig {
         algorithm: rlvr_train::AlgorithmConfig::preset("ppo").unwrap(),
         ..TrainConfig::default()
@@ -243,15 +252,6 @@ fn ppo_trains_its_critic_and_the_critic_round_trips() {
     cfg.rollout.n = 4;
     cfg.rollout.max_new_tokens = 10;
     cfg.validate("test").unwrap();
-    let source = PromptSource::Arithmetic {
-        task: ArithmeticTask::new(ArithmeticConfig::default()).unwrap(),
-        seed: 0,
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut opt = AdamW::new(md.model.vars(), cfg.algorithm.optim).unwrap();
     let critic_optim = cfg.algorithm.critic.as_ref().unwrap().optim;
     let mut critic = rlvr_loop::critic::Critic::new(
