@@ -116,6 +116,58 @@ struct Row {
     returns: Vec<f32>,
 }
 
+/// A micro-batch of rows packed for one forward pass, with its response mask (host rows and a
+/// `(b, w)` tensor, `w` the longest response in it).
+struct Micro<'r> {
+    rows: &'r [Row],
+    packed: crate::batch::Packed,
+    mask_rows: Vec<&'r [f32]>,
+    mask: Tensor,
+}
+
+impl<'r> Micro<'r> {
+    /// Packs `rows`, the batch rows `first..` whose masks are rows of the `(B, r_max)` `mask`.
+    fn new(
+        rows: &'r [Row],
+        first: usize,
+        r_max: usize,
+        mask: &'r [f32],
+        pad: u32,
+        device: &Device,
+    ) -> Result<Self> {
+        let pairs: Vec<(&[u32], &[u32])> = rows
+            .iter()
+            .map(|r| (&r.prompt[..], &r.response[..]))
+            .collect();
+        let packed = pack(&pairs, pad, device)?;
+        let w = packed.response_len;
+        let mask_rows: Vec<&[f32]> = (0..rows.len())
+            .map(|k| &mask[(first + k) * r_max..(first + k) * r_max + w.min(r_max)])
+            .collect();
+        let mask = rows_to_tensor(&mask_rows, w, device)?;
+        Ok(Micro {
+            rows,
+            packed,
+            mask_rows,
+            mask,
+        })
+    }
+
+    /// A per-token field of every row as a `(b, w)` tensor (zero-padded).
+    fn field(&self, f: impl Fn(&Row) -> &Vec<f32>) -> Result<Tensor> {
+        let rows: Vec<&[f32]> = self.rows.iter().map(|r| &f(r)[..]).collect();
+        rows_to_tensor(&rows, self.packed.response_len, self.mask.device())
+    }
+
+    /// Response tokens in the micro-batch.
+    fn tokens(&self) -> f64 {
+        self.mask_rows
+            .iter()
+            .map(|r| r.iter().sum::<f32>())
+            .sum::<f32>() as f64
+    }
+}
+
 impl Trainer<'_> {
     fn device(&self) -> &Device {
         self.policy.model.device()
@@ -379,27 +431,13 @@ impl Trainer<'_> {
         let (mut loss_sum, mut clip, mut tokens) = (0.0f64, 0.0f64, 0.0f64);
         for (mi, micro) in mb_rows.chunks(cfg.trainer.micro_batch_size).enumerate() {
             let first = mb_start + mi * cfg.trainer.micro_batch_size;
-            let pairs: Vec<(&[u32], &[u32])> = micro
-                .iter()
-                .map(|r| (&r.prompt[..], &r.response[..]))
-                .collect();
-            let packed = pack(&pairs, pad, &device)?;
-            let w = packed.response_len;
-            let m_rows: Vec<&[f32]> = (0..micro.len())
-                .map(|k| &mask[(first + k) * r_max..(first + k) * r_max + w.min(r_max)])
-                .collect();
-            let m_t = rows_to_tensor(&m_rows, w, &device)?;
-            let rows_of = |f: &dyn Fn(&Row) -> &[f32]| -> Result<Tensor> {
-                rows_to_tensor(&micro.iter().map(f).collect::<Vec<_>>(), w, &device)
-            };
-            let old_v = rows_of(&|r| &r.values)?;
-            let ret = rows_of(&|r| &r.returns)?;
-            let vpreds = critic.values(&packed, Mode::Train)?;
+            let mb = Micro::new(micro, first, r_max, mask, pad, &device)?;
+            let vpreds = critic.values(&mb.packed, Mode::Train)?;
             let vl = rlvr_train::value::value_loss(
                 &vpreds,
-                &ret,
-                &old_v,
-                &m_t,
+                &mb.field(|r| &r.returns)?,
+                &mb.field(|r| &r.values)?,
+                &mb.mask,
                 critic_cfg.cliprange_value,
                 norm,
             )?;
@@ -409,7 +447,7 @@ impl Trainer<'_> {
                 tracing::warn!("non-finite value loss: the critic step is skipped");
                 return Ok(None);
             }
-            let n = m_rows.iter().map(|r| r.iter().sum::<f32>()).sum::<f32>() as f64;
+            let n = mb.tokens();
             loss_sum += value;
             clip += vl.clipfrac * n;
             tokens += n;
@@ -698,46 +736,26 @@ impl Trainer<'_> {
                 let mut finite = true;
                 for (mi, micro) in mb_rows.chunks(cfg.trainer.micro_batch_size).enumerate() {
                     let first = mb_start + mi * cfg.trainer.micro_batch_size;
-                    let pairs: Vec<(&[u32], &[u32])> = micro
-                        .iter()
-                        .map(|r| (&r.prompt[..], &r.response[..]))
-                        .collect();
-                    let packed = pack(&pairs, self.pad_id(), &device)?;
-                    let w = packed.response_len;
-                    let m_rows: Vec<&[f32]> = (0..micro.len())
-                        .map(|k| &mask[(first + k) * r_max..(first + k) * r_max + w.min(r_max)])
-                        .collect();
-                    let m_t = rows_to_tensor(&m_rows, w, &device)?;
-                    let old_t = rows_to_tensor(
-                        &micro.iter().map(|r| &r.old[..]).collect::<Vec<_>>(),
-                        w,
-                        &device,
-                    )?;
-                    let adv_t = rows_to_tensor(
-                        &micro.iter().map(|r| &r.adv[..]).collect::<Vec<_>>(),
-                        w,
-                        &device,
-                    )?;
+                    let mb = Micro::new(micro, first, r_max, &mask, self.pad_id(), &device)?;
+                    let (packed, m_t) = (&mb.packed, &mb.mask);
+                    let old_t = mb.field(|r| &r.old)?;
+                    let adv_t = mb.field(|r| &r.adv)?;
                     let logits = response_logits(
                         &self.policy.model,
-                        &packed,
+                        packed,
                         Mode::Train,
                         cfg.rollout.temperature,
                     )?;
-                    let logp = logprobs_from_logits(&logits, &packed)?;
-                    let pl = ppo_clip_loss(&logp, &old_t, &adv_t, &m_t, &algo.clip, &norm)?;
+                    let logp = logprobs_from_logits(&logits, packed)?;
+                    let pl = ppo_clip_loss(&logp, &old_t, &adv_t, m_t, &algo.clip, &norm)?;
                     let mut loss = pl.loss.clone();
                     if algo.kl.use_kl_loss {
-                        let ref_t = rows_to_tensor(
-                            &micro.iter().map(|r| &r.reference[..]).collect::<Vec<_>>(),
-                            w,
-                            &device,
-                        )?;
-                        let kl = kl_loss(&logp, &ref_t, &m_t, algo.kl.kl_loss_type, &norm)?;
+                        let ref_t = mb.field(|r| &r.reference)?;
+                        let kl = kl_loss(&logp, &ref_t, m_t, algo.kl.kl_loss_type, &norm)?;
                         loss = (loss + kl.affine(algo.kl.kl_loss_coef, 0.0)?)?;
                     }
                     if algo.entropy_coeff != 0.0 {
-                        let ent = rlvr_train::entropy::entropy_loss(&logits, &m_t, &norm)?;
+                        let ent = rlvr_train::entropy::entropy_loss(&logits, m_t, &norm)?;
                         loss = (loss - ent.affine(algo.entropy_coeff, 0.0)?)?;
                     }
                     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -746,7 +764,7 @@ impl Trainer<'_> {
                         break;
                     }
                     mb_loss += value;
-                    let tokens = m_rows.iter().map(|r| r.iter().sum::<f32>()).sum::<f32>() as f64;
+                    let tokens = mb.tokens();
                     clipfracs.push((pl.clipfrac, tokens));
                     clipfracs_lower.push((pl.clipfrac_lower, tokens));
                     ppo_kls.push((pl.ppo_kl, tokens));

@@ -586,19 +586,31 @@ impl RewardModel {
 /// The pieces of `response` between separators, empty pieces dropped; a response without
 /// any text is one empty step.
 pub fn split_steps(response: &str, separator: &str) -> Vec<String> {
-    let steps: Vec<String> = if separator.is_empty() {
-        vec![response.to_string()]
+    step_spans(response, separator)
+        .into_iter()
+        .map(|(a, b)| response[a..b].to_string())
+        .collect()
+}
+
+/// The byte ranges of [`split_steps`]'s pieces in `response` (a response without any text:
+/// one empty step at its end).
+pub fn step_spans(response: &str, separator: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    if separator.is_empty() {
+        spans.push((0, response.len()));
     } else {
-        response
-            .split(separator)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    if steps.is_empty() || (steps.len() == 1 && steps[0].is_empty()) {
-        vec![String::new()]
+        let mut at = 0usize;
+        for piece in response.split(separator) {
+            if !piece.is_empty() {
+                spans.push((at, at + piece.len()));
+            }
+            at += piece.len() + separator.len();
+        }
+    }
+    if spans.iter().all(|(a, b)| a == b) {
+        vec![(response.len(), response.len())]
     } else {
-        steps
+        spans
     }
 }
 

@@ -154,20 +154,11 @@ impl RmVerifier {
             "threshold": self.settings.threshold,
         });
         if self.settings.kind == RmKind::Prm {
-            let sep = &self.settings.step_separator;
-            let mut ends = Vec::new();
-            let mut at = 0usize;
-            for piece in response.split(sep.as_str()) {
-                at += piece.len();
-                if !piece.is_empty() {
-                    ends.push(at);
-                }
-                at += sep.len();
-            }
-            if ends.is_empty() {
-                // No text between separators: the PRM scored one empty step, ending here.
-                ends.push(response.len());
-            }
+            let ends: Vec<usize> =
+                crate::model::step_spans(response, &self.settings.step_separator)
+                    .into_iter()
+                    .map(|(_, end)| end)
+                    .collect();
             details["steps"] = json!(s.steps);
             details["step_end_bytes"] = json!(ends);
             details["aggregation"] = json!(self.settings.aggregation.name());
