@@ -84,6 +84,8 @@ pub enum Tok {
     Le,
     Ge,
     Ne,
+    /// `\approx`, `≈`.
+    Approx,
     In,
     Cup,
     LParen,
@@ -300,6 +302,7 @@ pub fn lex(s: &str, budget: &mut Budget) -> R<Vec<Tok>> {
                 "lt" => Tok::Lt,
                 "gt" => Tok::Gt,
                 "ne" | "neq" => Tok::Ne,
+                "approx" | "simeq" | "thickapprox" => Tok::Approx,
                 "in" => Tok::In,
                 "cup" => Tok::Cup,
                 "lfloor" => Tok::Floor(true),
@@ -348,9 +351,19 @@ pub fn lex(s: &str, budget: &mut Budget) -> R<Vec<Tok>> {
             '/' | '÷' => Tok::Div,
             '^' => Tok::Pow,
             '_' => Tok::Under,
-            '!' => Tok::Bang,
+            '!' => {
+                if cs.get(i + 1) == Some(&'=') {
+                    i += 1;
+                    Tok::Ne
+                } else {
+                    Tok::Bang
+                }
+            }
             '%' => Tok::Percent,
-            ',' => Tok::Comma,
+            // `;` separates answers like `,`; `3:8` is a ratio
+            ',' | ';' => Tok::Comma,
+            ':' => Tok::Div,
+            '≈' => Tok::Approx,
             '=' => Tok::Eq,
             '<' => {
                 if cs.get(i + 1) == Some(&'=') {
@@ -452,6 +465,9 @@ fn braced_word(cs: &[char], mut i: usize) -> (String, usize) {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     Num(BigRational),
+    /// A number written with a decimal point (`0.1666667`, `1.5e-3`): its exact value and
+    /// the number of decimals it shows (comparisons may round to them).
+    Float(BigRational, u32),
     Var(String),
     Pi,
     E,
@@ -514,6 +530,18 @@ pub fn parse_number(s: &str, budget: &mut Budget) -> R<BigRational> {
     } else {
         BigRational::new(n, p)
     })
+}
+
+/// The number of decimals a literal shows (`1.250` → 3, `1.5e-3` → 4), or `None` when it
+/// has no decimal point (an integer).
+pub fn shown_decimals(s: &str) -> Option<u32> {
+    let (mant, exp) = match s.find(['e', 'E']) {
+        Some(k) => (&s[..k], s[k + 1..].parse::<i64>().unwrap_or(0)),
+        None => (s, 0),
+    };
+    let k = mant.find('.')?;
+    let frac = (mant.len() - k - 1) as i64;
+    Some((frac - exp).clamp(0, 64) as u32)
 }
 
 /// Recursive-descent parser over a token slice.
@@ -741,7 +769,13 @@ impl<'a, 'b> Parser<'a, 'b> {
         };
         self.pos += 1;
         let e = match t {
-            Tok::Num(s) => Expr::Num(parse_number(&s, self.budget)?),
+            Tok::Num(s) => {
+                let q = parse_number(&s, self.budget)?;
+                match shown_decimals(&s) {
+                    Some(d) => Expr::Float(q, d),
+                    None => Expr::Num(q),
+                }
+            }
             Tok::Var(v) => match v.as_str() {
                 "e" => Expr::E,
                 "i" => Expr::I,
@@ -1042,7 +1076,7 @@ pub fn eval_exact(e: &Expr, percent_scale: bool, budget: &mut Budget) -> R<Optio
         };
     }
     Ok(Some(match e {
-        Expr::Num(q) => q.clone(),
+        Expr::Num(q) | Expr::Float(q, _) => q.clone(),
         Expr::Add(a, c) => {
             let (x, y) = (ev!(a), ev!(c));
             budget.spend(cost(&x) * cost(&y))?;
@@ -1271,7 +1305,7 @@ pub fn eval_num(
     budget.spend(1)?;
     let mut ev = |x: &Expr| eval_num(x, vars, percent_scale, budget);
     Ok(match e {
-        Expr::Num(q) => C::r(q.to_f64().unwrap_or(f64::NAN)),
+        Expr::Num(q) | Expr::Float(q, _) => C::r(q.to_f64().unwrap_or(f64::NAN)),
         Expr::Var(v) => C::r(vars(v).unwrap_or(f64::NAN)),
         Expr::Pi => C::r(std::f64::consts::PI),
         Expr::E => C::r(std::f64::consts::E),

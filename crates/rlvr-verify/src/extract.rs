@@ -38,23 +38,22 @@ impl Method {
     }
 }
 
-/// Content of the last `\boxed{…}` or `\fbox{…}` (nested braces); `\boxed 5` takes one word.
-/// `None` when there is none or its braces never close.
-pub fn last_boxed(s: &str) -> Option<String> {
+/// Start and command length of the last `\boxed` / `\fbox` in `s`.
+fn last_box_cmd(s: &str) -> Option<(usize, usize)> {
     let i = s.rfind("\\boxed").map(|i| (i, 6));
     let j = s.rfind("\\fbox").map(|j| (j, 5));
-    let (at, len) = match (i, j) {
-        (Some(a), Some(b)) => {
-            if a.0 > b.0 {
-                a
-            } else {
-                b
-            }
-        }
-        (a, b) => a.or(b)?,
-    };
+    match (i, j) {
+        (Some(a), Some(b)) => Some(if a.0 > b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The content of the box whose command starts at `at` (command length `len`) and the byte
+/// where the box ends; `None` when its braces never close.
+fn box_at(s: &str, at: usize, len: usize) -> Option<(String, usize)> {
     let rest = &s[at + len..];
     let trimmed = rest.trim_start();
+    let skipped = rest.len() - trimmed.len();
     if let Some(body) = trimmed.strip_prefix('{') {
         let mut depth = 1usize;
         for (k, ch) in body.char_indices() {
@@ -63,7 +62,7 @@ pub fn last_boxed(s: &str) -> Option<String> {
                 '}' => {
                     depth -= 1;
                     if depth == 0 {
-                        return Some(body[..k].to_string());
+                        return Some((body[..k].to_string(), at + len + skipped + 1 + k + 1));
                     }
                 }
                 _ => {}
@@ -77,10 +76,61 @@ pub fn last_boxed(s: &str) -> Option<String> {
             .take_while(|c| !c.is_whitespace() && *c != '$')
             .collect();
         if !w.is_empty() {
-            return Some(w);
+            let end = at + len + skipped + w.len();
+            return Some((w, end));
         }
     }
     None
+}
+
+/// Content of the last `\boxed{…}` or `\fbox{…}` (nested braces); `\boxed 5` takes one word.
+/// `None` when there is none or its braces never close.
+pub fn last_boxed(s: &str) -> Option<String> {
+    let (at, len) = last_box_cmd(s)?;
+    box_at(s, at, len).map(|(b, _)| b)
+}
+
+/// Most boxes joined into one answer by [`boxed_answer`].
+const MAX_JOINED_BOXES: usize = 6;
+
+/// The last box, joined with the boxes right before it when only a connective separates
+/// them (`$\boxed{2}$ and $\boxed{5}$`, `$x = \boxed{2}$ or $x = \boxed{5}$` → `2, 5`), as
+/// Math-Verify reads several boxed answers. At most [`MAX_JOINED_BOXES`] boxes are read, each
+/// scan linear in the text.
+pub fn boxed_answer(s: &str) -> Option<String> {
+    static GAP: OnceLock<Regex> = OnceLock::new();
+    let gap_re = re(
+        &GAP,
+        r"^\s*(?:,\s*(?:and|or)?|;|and|or)\s*(?:[A-Za-z][A-Za-z0-9_{}]*\s*=\s*)?$",
+    );
+    let (at, len) = last_box_cmd(s)?;
+    let (last, _) = box_at(s, at, len)?;
+    let mut parts = vec![last];
+    let mut cur = at;
+    while parts.len() < MAX_JOINED_BOXES {
+        let Some((pat, plen)) = last_box_cmd(&s[..cur]) else {
+            break;
+        };
+        let Some((body, end)) = box_at(s, pat, plen) else {
+            break;
+        };
+        if end > cur {
+            break; // nested in the later box
+        }
+        let gap: String = s[end..cur]
+            .replace("\\(", "")
+            .replace("\\)", "")
+            .replace("\\[", "")
+            .replace("\\]", "")
+            .replace('$', "");
+        if !gap_re.is_match(&gap) {
+            break;
+        }
+        parts.push(body);
+        cur = pat;
+    }
+    parts.reverse();
+    Some(parts.join(", "))
 }
 
 fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
@@ -88,8 +138,58 @@ fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
 }
 
 /// Cuts a phrase at the end of its sentence (a period followed by space or end of text, not a
-/// decimal point), and strips `$` and trailing punctuation.
+/// decimal point), and strips `$` and trailing punctuation. A phrase with prose in it ("the
+/// smallest $k$ is 12") gives its rightmost math span or number.
 fn sentence(s: &str) -> String {
+    let out = sentence_raw(s);
+    if has_prose(&out) {
+        if let Some((a, _)) = rightmost_math(&out, true) {
+            return a;
+        }
+    }
+    out
+}
+
+/// Whether a phrase holds words outside math (two letters or more, not a function name nor a
+/// connective), i.e. is a sentence rather than an answer.
+fn has_prose(s: &str) -> bool {
+    let mut outside = String::with_capacity(s.len());
+    // drop the math spans and LaTeX commands, keep the rest
+    let mut last = 0;
+    for (a, z) in math_spans(s) {
+        outside.push_str(&s[last..a]);
+        outside.push(' ');
+        last = z;
+    }
+    outside.push_str(&s[last..]);
+    let bytes = outside.as_bytes();
+    let mut words = Vec::new();
+    let mut k = 0;
+    while k < bytes.len() {
+        if bytes[k] == b'\\' {
+            k += 1;
+            while k < bytes.len() && bytes[k].is_ascii_alphabetic() {
+                k += 1;
+            }
+            continue;
+        }
+        if bytes[k].is_ascii_alphabetic() {
+            let st = k;
+            while k < bytes.len() && bytes[k].is_ascii_alphabetic() {
+                k += 1;
+            }
+            words.push(&outside[st..k]);
+            continue;
+        }
+        k += 1;
+    }
+    words
+        .iter()
+        .any(|w| w.len() >= 2 && !crate::expr::is_math_word(w) && !matches!(*w, "and" | "or"))
+}
+
+/// Sentence end, `$` and trailing punctuation stripped.
+fn sentence_raw(s: &str) -> String {
     let line = s.lines().next().unwrap_or("");
     let bytes = line.as_bytes();
     let mut end = line.len();
@@ -111,18 +211,122 @@ fn sentence(s: &str) -> String {
     out.trim().to_string()
 }
 
-/// The last number of the text (`-1,234.5`, `3/4`), if any.
+/// The last number of the text (`-1,234.5`, `3/4`, `.25`), if any, standing alone: after the
+/// start, a space, `=`, `*`, `(` or a currency sign — so `QX7B` holds no number (as in
+/// Math-Verify's rules).
 pub fn last_number(s: &str) -> Option<String> {
+    last_number_at(s).map(|(n, _)| n)
+}
+
+/// [`last_number`] and the byte where it ends.
+fn last_number_at(s: &str) -> Option<(String, usize)> {
     static NUM: OnceLock<Regex> = OnceLock::new();
-    let r = re(&NUM, r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?");
-    r.find_iter(s).last().map(|m| m.as_str().to_string())
+    let r = re(
+        &NUM,
+        r"(?:^|[\s=*($€£¥])(-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
+    );
+    r.captures_iter(s)
+        .last()
+        .and_then(|c| c.get(1))
+        .map(|m| (m.as_str().to_string(), m.end()))
+}
+
+/// Byte ranges (delimiters included) of the math spans of `s`: `$$…$$`, `$…$` (one line, not
+/// after a digit or backslash), `\(…\)`, `\[…\]`. Linear: a closing delimiter that was not
+/// found from some byte on is not searched again from a later byte of the same stretch.
+fn math_spans(s: &str) -> Vec<(usize, usize)> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    // per closing delimiter ($$, \], \), $): searches from below this byte found nothing
+    let mut dead = [0usize; 4];
+    let mut k = 0;
+    while k < b.len() {
+        let rest = &b[k..];
+        let (open, close, one_line, slot): (usize, &[u8], bool, usize) = if rest.starts_with(b"$$")
+        {
+            (2, b"$$", false, 0)
+        } else if rest.starts_with(b"\\[") {
+            (2, b"\\]", false, 1)
+        } else if rest.starts_with(b"\\(") {
+            (2, b"\\)", false, 2)
+        } else if rest[0] == b'$' && (k == 0 || (b[k - 1] != b'\\' && !b[k - 1].is_ascii_digit())) {
+            (1, b"$", true, 3)
+        } else {
+            k += 1;
+            continue;
+        };
+        let from = k + open;
+        if from < dead[slot] {
+            k += open;
+            continue;
+        }
+        let mut j = from;
+        let mut found = None;
+        while j + close.len() <= b.len() {
+            if one_line && b[j] == b'\n' {
+                break;
+            }
+            let escaped = close[0] == b'$' && j > 0 && b[j - 1] == b'\\';
+            if &b[j..j + close.len()] == close && !escaped {
+                found = Some(j);
+                break;
+            }
+            j += 1;
+        }
+        match found {
+            Some(z) => {
+                out.push((k, z + close.len()));
+                k = z + close.len();
+            }
+            None => {
+                dead[slot] = j.max(from) + 1;
+                k += open;
+            }
+        }
+    }
+    out
+}
+
+/// The rightmost of the last math span (its content) and, when `numbers`, the last
+/// standalone number; with the byte where it ends.
+fn rightmost_math(s: &str, numbers: bool) -> Option<(String, usize)> {
+    let span = math_spans(s).into_iter().rev().find_map(|(a, z)| {
+        let inner = s[a..z]
+            .trim_start_matches(['$'])
+            .trim_end_matches(['$'])
+            .trim_start_matches("\\(")
+            .trim_start_matches("\\[")
+            .trim_end_matches("\\)")
+            .trim_end_matches("\\]")
+            .trim();
+        (!inner.is_empty()).then(|| (inner.to_string(), z))
+    });
+    let num = if numbers { last_number_at(s) } else { None };
+    match (span, num) {
+        (Some(a), Some(n)) => Some(if n.1 > a.1 { n } else { a }),
+        (a, n) => a.or(n),
+    }
 }
 
 /// The final answer of a completion and how it was found. `last_number` enables the fallback.
+///
+/// After a reasoning block (`…</think>`) only the text after it is searched when it holds an
+/// answer. In order: the last `\boxed{}` (with the boxes joined to it by `and`/`or`/`,`),
+/// GSM8K's `#### N`, "the answer is …", "Answer: …", then the rightmost of the last math span
+/// and (with the fallback) the last standalone number.
 pub fn extract_answer(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
+    if let Some(k) = s.rfind("</think>") {
+        if let Some(a) = extract_in(&s[k + "</think>".len()..], last_number_fallback) {
+            return Some(a);
+        }
+    }
+    extract_in(s, last_number_fallback)
+}
+
+fn extract_in(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
     static ANSWER_IS: OnceLock<Regex> = OnceLock::new();
     static ANSWER_COLON: OnceLock<Regex> = OnceLock::new();
-    if let Some(b) = last_boxed(s) {
+    if let Some(b) = boxed_answer(s) {
         return Some((b, Method::Boxed));
     }
     if let Some(k) = s.rfind("####") {
@@ -131,29 +335,32 @@ pub fn extract_answer(s: &str, last_number_fallback: bool) -> Option<(String, Me
             return Some((rest.to_string(), Method::Hashes));
         }
     }
-    let r = re(&ANSWER_IS, r"(?i)\banswer\s+is\s*:?\s*");
+    let r = re(&ANSWER_IS, r"(?i)\banswer\s+is\s*:?\s*\**\s*");
     if let Some(m) = r.find_iter(s).last() {
         let a = sentence(&s[m.end()..]);
         if !a.is_empty() {
             return Some((a, Method::AnswerIs));
         }
     }
-    let r = re(&ANSWER_COLON, r"(?i)\banswer\s*:\s*");
+    let r = re(&ANSWER_COLON, r"(?i)\banswer\s*\**\s*:\s*\**\s*");
     if let Some(m) = r.find_iter(s).last() {
         let a = sentence(&s[m.end()..]);
         if !a.is_empty() {
             return Some((a, Method::AnswerColon));
         }
     }
-    if let Some(m) = final_math(s) {
-        return Some((m, Method::FinalMath));
+    let span = rightmost_math(s, false);
+    let num = if last_number_fallback {
+        last_number_at(s)
+    } else {
+        None
+    };
+    match (span, num) {
+        (Some((_, a)), Some((n, z))) if z > a => Some((n, Method::LastNumber)),
+        (Some((m, _)), _) => Some((m, Method::FinalMath)),
+        (None, Some((n, _))) => Some((n, Method::LastNumber)),
+        (None, None) => None,
     }
-    if last_number_fallback {
-        if let Some(n) = last_number(s) {
-            return Some((n, Method::LastNumber));
-        }
-    }
-    None
 }
 
 /// A math span (`$…$`, `$$…$$`, `\[…\]`, `\(…\)`) ending the text (trailing punctuation

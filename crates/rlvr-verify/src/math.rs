@@ -3,6 +3,8 @@
 //! numeric evaluation at pseudo-random points, structured answers (tuples, intervals, sets,
 //! matrices, equations, inequalities, text, multiple choice).
 
+use num_bigint::BigInt;
+use num_rational::BigRational;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -10,7 +12,7 @@ use crate::expr::{
     close, eval_exact, eval_num, expand_pm, free_vars, has_percent, has_pm, infinity_sign, lex,
     sample_value, size, Budget, Expr, ExprError, Parser, Tok, C,
 };
-use crate::extract::{extract_answer, extract_ground_truth};
+use crate::extract::{extract_answer, extract_ground_truth, Method};
 use crate::normalize::{choice_letter, is_text_answer, key, normalize};
 use crate::{Outcome, RewardMapping, Status, Verifier, VerifyInput};
 
@@ -27,12 +29,36 @@ pub enum PercentMode {
     Number,
 }
 
+/// How numbers written with a decimal point are compared with other numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// When either side is a decimal literal, both are rounded to this many decimals before
+    /// comparing (Math-Verify's `float_rounding`, 6 by default): `0.1666667` equals
+    /// `\frac{1}{6}`, `0.17` does not.
+    Decimals(u32),
+    /// Both sides are rounded to the number of decimals the prediction's literal shows (the
+    /// gold's when only the gold has one): `0.17` and `1.3333` equal `\frac{1}{6}` and
+    /// `\frac{4}{3}`. For tasks that ask for a rounded answer.
+    Printed,
+    /// No rounding: exact rationals, else the relative tolerance.
+    Exact,
+}
+
+impl Default for Precision {
+    fn default() -> Self {
+        Precision::Decimals(6)
+    }
+}
+
 /// Settings of the math verifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MathConfig {
     /// Relative tolerance of numeric comparisons (exact rationals are compared exactly).
     pub rel_tol: f64,
+    /// How decimal literals are compared (rounded to 6 decimals by default, as Math-Verify).
+    pub precision: Precision,
     /// Whether the last number of a response counts as its answer when nothing else is found.
     pub last_number_fallback: bool,
     /// How `%` is read.
@@ -57,6 +83,7 @@ impl Default for MathConfig {
     fn default() -> Self {
         MathConfig {
             rel_tol: 1e-9,
+            precision: Precision::default(),
             last_number_fallback: true,
             percent: PercentMode::Either,
             decimal_comma: false,
@@ -246,9 +273,32 @@ pub fn parse_tokens(toks: &[Tok], budget: &mut Budget, nest: usize) -> Result<An
     if by_comma.len() > 1 {
         return Ok(Answer::Set(parse_elems(&by_comma, budget, nest)?));
     }
+    // `a ≈ b`, as Math-Verify reads it: `b` when `a` is a lone variable, else `a`
+    let by_approx = split_top(toks, &|t| *t == Tok::Approx);
+    if by_approx.len() > 1 {
+        let pick = if matches!(by_approx[0], [Tok::Var(_)]) {
+            by_approx[1]
+        } else {
+            by_approx[0]
+        };
+        return parse_tokens(pick, budget, nest + 1);
+    }
     let (parts, seps) = split_top_seps(toks, &|t| rel_of(t).is_some());
     if parts.len() > 1 {
         let rels: Vec<Rel> = seps.iter().filter_map(|t| rel_of(t)).collect();
+        // a labelled answer: `(a, b) = (1, 4)` → `(1, 4)`
+        let is_label = |p: &[Tok]| {
+            p.contains(&Tok::Comma)
+                && p.iter().all(|t| {
+                    matches!(
+                        t,
+                        Tok::Var(_) | Tok::Comma | Tok::LParen | Tok::RParen | Tok::LBrack
+                    ) || *t == Tok::RBrack
+                })
+        };
+        if rels.iter().all(|r| *r == Rel::Eq) && is_label(parts[0]) {
+            return parse_tokens(parts[parts.len() - 1], budget, nest + 1);
+        }
         let exprs = parts
             .iter()
             .map(|p| parse_expr(p, budget))
@@ -263,6 +313,14 @@ pub fn parse_tokens(toks: &[Tok], budget: &mut Budget, nest: usize) -> Result<An
     if n >= 2 && matching_close(toks) == Some(n - 1) {
         let (open, close) = (&toks[0], &toks[n - 1]);
         let inner = &toks[1..n - 1];
+        // `\left[\begin{array}…\end{array}\right]`: the brackets only draw the matrix
+        if matches!(open, Tok::LParen | Tok::LBrack)
+            && matches!(close, Tok::RParen | Tok::RBrack)
+            && inner.first() == Some(&Tok::MatBegin)
+            && matching_close(inner) == Some(inner.len() - 1)
+        {
+            return parse_tokens(inner, budget, nest + 1);
+        }
         match (open, close) {
             (Tok::LBrace, Tok::RBrace) => return parse_tokens(inner, budget, nest + 1),
             (Tok::MatBegin, Tok::MatEnd) => {
@@ -360,6 +418,7 @@ impl Cmp<'_> {
         } else {
             &[false]
         };
+        let digits = self.rounding(a, b);
         for &scale in modes {
             if va.is_empty() && vb.is_empty() {
                 let x = eval_exact(a, scale, self.budget)?;
@@ -367,6 +426,11 @@ impl Cmp<'_> {
                 if let (Some(x), Some(y)) = (&x, &y) {
                     if x == y {
                         return Ok(true);
+                    }
+                    if let Some(d) = digits {
+                        if self.round_q(x, d)? == self.round_q(y, d)? {
+                            return Ok(true);
+                        }
                     }
                     continue;
                 }
@@ -390,7 +454,12 @@ impl Cmp<'_> {
                     continue;
                 }
                 valid += 1;
-                if !close(x, y, self.cfg.rel_tol) {
+                let rounded_eq = points == 1
+                    && digits.is_some_and(|d| {
+                        let (rx, ry) = (round_f(x, d), round_f(y, d));
+                        rx.is_some() && rx == ry
+                    });
+                if !rounded_eq && !close(x, y, self.cfg.rel_tol) {
                     all = false;
                     break;
                 }
@@ -408,6 +477,33 @@ impl Cmp<'_> {
             ));
         }
         Ok(false)
+    }
+
+    /// The decimals to round both sides to before comparing, per [`Precision`]: set when one
+    /// side is a decimal literal (possibly negated or a percentage), as Math-Verify rounds
+    /// only atomic floats.
+    fn rounding(&self, gold: &Expr, pred: &Expr) -> Option<u32> {
+        fn shown(e: &Expr) -> Option<u32> {
+            match e {
+                Expr::Float(_, d) => Some(*d),
+                Expr::Neg(x) | Expr::Percent(x) => shown(x),
+                _ => None,
+            }
+        }
+        match self.cfg.precision {
+            Precision::Exact => None,
+            Precision::Decimals(d) => (shown(gold).is_some() || shown(pred).is_some()).then_some(d),
+            Precision::Printed => shown(pred).or_else(|| shown(gold)),
+        }
+        .map(|d| d.min(64))
+    }
+
+    /// `q` rounded to `d` decimals, as an integer count of `10^-d` (half away from zero).
+    fn round_q(&mut self, q: &BigRational, d: u32) -> Result<BigInt, ExprError> {
+        self.budget
+            .spend((q.numer().bits() + q.denom().bits()) / 64 + d as u64 / 16 + 1)?;
+        let scale = BigRational::from_integer(num_traits::pow(BigInt::from(10), d as usize));
+        Ok((q * scale).round().to_integer())
     }
 
     /// `a - b` with `b - a` allowed up to a non-zero constant factor: `y = 2x+1` vs
@@ -482,6 +578,30 @@ impl Cmp<'_> {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// `a R b` against `c S d`: the same relation once `>`/`≥` are mirrored, and the same
+    /// `lhs - rhs` (`-y < 3` is `y > -3`); `≠` either way round.
+    fn single_relations_eq(
+        &mut self,
+        g: &[Expr],
+        gr: Rel,
+        p: &[Expr],
+        pr: Rel,
+    ) -> Result<bool, ExprError> {
+        let (dg, rg) = canonical_rel(g, gr);
+        let (dp, rp) = canonical_rel(p, pr);
+        if rg != rp {
+            return Ok(false);
+        }
+        if self.expr_eq(&dg, &dp)? {
+            return Ok(true);
+        }
+        if rg == Rel::Ne {
+            let neg = Expr::Neg(Box::new(dp));
+            return self.expr_eq(&dg, &neg);
+        }
+        Ok(false)
     }
 
     fn seq_eq(&mut self, a: &[Answer], b: &[Answer]) -> Result<bool, ExprError> {
@@ -576,20 +696,47 @@ impl Cmp<'_> {
                 };
                 self.seq_eq(&flat, t)?
             }
-            (A::Equation(a), A::Equation(b)) => self.equations_eq(a, b)?,
-            (A::Equation(eq), x) | (x, A::Equation(eq))
-                if !self.cfg.strict_variables && eq.len() == 2 =>
-            {
-                // `x = 3` vs `3`: the side that is not a lone variable
-                let side = match (&eq[0], &eq[1]) {
-                    (Expr::Var(_), rhs) => Some(rhs),
-                    (lhs, Expr::Var(_)) => Some(lhs),
-                    _ => None,
+            (A::Equation(a), A::Equation(b)) => {
+                // assignment chains `y = 2+2 = 4` count as `y = 4`
+                let trunc = |e: &[Expr]| -> Vec<Expr> {
+                    if e.len() > 2 && only_symbols(&e[0]) {
+                        vec![e[0].clone(), e[e.len() - 1].clone()]
+                    } else {
+                        e.to_vec()
+                    }
                 };
-                match side {
-                    Some(s) => self.eq(&A::Expr(s.clone()), x)?,
-                    None => false,
+                let (a, b) = (trunc(a), trunc(b));
+                self.budget.spend(answer_size(gold) + answer_size(pred))?;
+                self.equations_eq(&a, &b)?
+            }
+            // the prediction is an equation and the gold is not: its last value counts
+            // (`y = 2+2 = 4`, `AB = 5`, `2 \cdot 3 = 6` against `4`, `5`, `6`); `3 = x` gives 3
+            (g, A::Equation(eq)) if !self.cfg.strict_variables => {
+                let last = A::Expr(eq[eq.len() - 1].clone());
+                if self.eq(g, &last)? {
+                    true
+                } else if eq.len() == 2 && matches!(eq[1], Expr::Var(_)) {
+                    self.eq(g, &A::Expr(eq[0].clone()))?
+                } else {
+                    false
                 }
+            }
+            // the gold assigns a value (`x = 3`, `AB = 5`): its value against a plain answer
+            (A::Equation(eq), p) if !self.cfg.strict_variables => {
+                if only_symbols(&eq[0]) {
+                    self.eq(&A::Expr(eq[eq.len() - 1].clone()), p)?
+                } else if eq.len() == 2 && matches!(eq[1], Expr::Var(_)) {
+                    self.eq(&A::Expr(eq[0].clone()), p)?
+                } else {
+                    false
+                }
+            }
+            (A::Ineq(e1, r1), A::Ineq(e2, r2))
+                if e1.len() == 2
+                    && e2.len() == 2
+                    && self.single_relations_eq(e1, r1[0], e2, r2[0])? =>
+            {
+                true
             }
             (A::Ineq(..), _) | (_, A::Ineq(..)) => {
                 let ga = ineq_to_interval(gold).unwrap_or_else(|| gold.clone());
@@ -613,6 +760,34 @@ impl Cmp<'_> {
             }
             _ => false,
         })
+    }
+}
+
+/// `x` rounded to `d` decimals, when it is real and small enough for `f64` to hold the digits.
+fn round_f(x: C, d: u32) -> Option<i64> {
+    if x.im.abs() > 1e-12 * (1.0 + x.re.abs()) {
+        return None;
+    }
+    let v = x.re * 10f64.powi(d as i32);
+    (v.is_finite() && v.abs() < 4e15).then(|| v.round() as i64)
+}
+
+/// Whether an expression is only letters (`x`, `AB`, `a_1`): the label side of `AB = 5`.
+fn only_symbols(e: &Expr) -> bool {
+    match e {
+        Expr::Var(_) | Expr::E | Expr::I => true,
+        Expr::Mul(a, b) => only_symbols(a) && only_symbols(b),
+        _ => false,
+    }
+}
+
+/// `lhs - rhs` and the relation against 0 with `>`/`≥` turned into `<`/`≤`.
+fn canonical_rel(es: &[Expr], r: Rel) -> (Expr, Rel) {
+    let (a, b) = (Box::new(es[0].clone()), Box::new(es[1].clone()));
+    match r {
+        Rel::Gt => (Expr::Sub(b, a), Rel::Lt),
+        Rel::Ge => (Expr::Sub(b, a), Rel::Le),
+        r => (Expr::Sub(a, b), r),
     }
 }
 
@@ -710,9 +885,21 @@ pub enum Verdict {
 
 /// Compares two extracted answers (gold first) under `cfg`, spending from `budget`.
 pub fn compare(gold: &str, pred: &str, cfg: &MathConfig, budget: &mut Budget) -> Verdict {
+    compare_with(gold, pred, cfg.decimal_comma, cfg, budget)
+}
+
+/// [`compare`], reading `3,75` in the prediction as 3.75 when `pred_decimal_comma` (a number
+/// written in plain text rather than LaTeX, as Math-Verify's expression extraction reads it).
+pub fn compare_with(
+    gold: &str,
+    pred: &str,
+    pred_decimal_comma: bool,
+    cfg: &MathConfig,
+    budget: &mut Budget,
+) -> Verdict {
     let (gn, pn) = (
         normalize(gold, cfg.decimal_comma),
-        normalize(pred, cfg.decimal_comma),
+        normalize(pred, pred_decimal_comma),
     );
     if key(&gn) == key(&pn) && !gn.is_empty() {
         return Verdict::Equal("string");
@@ -833,6 +1020,10 @@ impl Verifier for MathVerifier {
                     "extracted_by": method.as_str(), "ground_truth": golds}),
             );
         }
+        // a number in plain text (`Answer: 3,75`) may use a decimal comma
+        let plain_comma = cfg.decimal_comma
+            || (!matches!(method, Method::Boxed | Method::FinalMath)
+                && !pred.contains(['$', '\\']));
         let mut budget = Budget::new(cfg.work_budget);
         let mut reasons = Vec::new();
         let mut status = Status::Incorrect;
@@ -845,7 +1036,7 @@ impl Verifier for MathVerifier {
                 status = Status::Error;
                 continue;
             }
-            match compare(g, &pred, cfg, &mut budget) {
+            match compare_with(g, &pred, plain_comma, cfg, &mut budget) {
                 Verdict::Equal(how) => {
                     return Outcome::with_status(
                         Status::Correct,

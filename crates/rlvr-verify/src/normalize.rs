@@ -12,7 +12,7 @@ fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
 
 /// Words that may trail a number as a unit (`5 cm`, `\text{ cents}`) and are dropped.
 fn is_unit_text(t: &str) -> bool {
-    let t = t.trim();
+    let t = t.trim().trim_start_matches('~').trim();
     !t.is_empty()
         && t.chars().all(|c| {
             c.is_ascii_alphabetic()
@@ -118,6 +118,7 @@ pub fn normalize(ans: &str, decimal_comma: bool) -> String {
     static DEC_COMMA: OnceLock<Regex> = OnceLock::new();
     static UNIT_TAIL: OnceLock<Regex> = OnceLock::new();
     static DEGREES: OnceLock<Regex> = OnceLock::new();
+    static CONNECTIVE: OnceLock<Regex> = OnceLock::new();
 
     let mut s = ans.trim().to_string();
     // outer math delimiters
@@ -179,6 +180,16 @@ pub fn normalize(ans: &str, decimal_comma: bool) -> String {
     }
     if rowsep {
         s = s.replace('\u{1}', "\\\\");
+    }
+    // `2 or 5`, `x = 2 \text{ and } x = -3`: a list of answers (only beside numbers, so that
+    // words such as `Alice and Bob` stay text)
+    if s.bytes().any(|c| c.is_ascii_digit()) && (s.contains("or") || s.contains("and")) {
+        s = re(
+            &CONNECTIVE,
+            r"\s*,?\s*(?:\\(?:text|textrm|mbox|mathrm)\{\s*(?:or|and)\s*\}|\b(?:or|and)\b)\s*",
+        )
+        .replace_all(&s, ", ")
+        .into_owned();
     }
     s = strip_text_groups(&s);
     let s2 = re(&DEGREES, r"(?i)\s*(degrees?|deg)\s*$").replace(&s, "");

@@ -36,7 +36,9 @@ const PAIRS: &[(&str, &str, bool)] = &[
     ("10^{-2}", "0.01", true),
     ("\\frac{1}{3}", "0.\\overline{3}", false),
     ("\\frac{1}{3}", "0.333", false),
-    ("\\frac{1}{3}", "0.3333333", false),
+    // decimals are compared at 6 places, as Math-Verify does (`MathConfig::precision`)
+    ("\\frac{1}{3}", "0.3333333", true),
+    ("\\frac{1}{3}", "0.33333", false),
     ("\\frac{1}{2}", "\\frac{2}{1}", false),
     ("0.5", "5", false),
     ("137 \\frac{1}{2}", "68.5", false),

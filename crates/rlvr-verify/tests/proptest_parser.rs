@@ -58,6 +58,31 @@ fn fragment() -> impl Strategy<Value = String> {
         "[0-9]+\\.[0-9]+",
         "[0-9]e[0-9]{1,5}",
         any::<char>().prop_map(|c| c.to_string()),
+        // the grammar of the hard pairs: relations, ratios, lists, spans, several boxes
+        prop_oneof![
+            Just("\\approx".to_string()),
+            Just(":".to_string()),
+            Just(";".to_string()),
+            Just("!=".to_string()),
+            Just(">=".to_string()),
+            Just(" or ".to_string()),
+            Just("\\text{ and }".to_string()),
+            Just("</think>".to_string()),
+            Just("\\(".to_string()),
+            Just("\\)".to_string()),
+            Just("\\[".to_string()),
+            Just("\\]".to_string()),
+            Just("$$".to_string()),
+            Just("\n".to_string()),
+            Just("\\begin{array}{cc}".to_string()),
+            Just("\\end{array}".to_string()),
+            Just("\\begin{Bmatrix}".to_string()),
+            Just("\\end{Bmatrix}".to_string()),
+            Just("0.1666667".to_string()),
+            Just(".5".to_string()),
+            Just("Final answer: ".to_string()),
+            Just("$\\boxed{2}$ and $\\boxed{".to_string()),
+        ],
     ]
 }
 
