@@ -1,4 +1,5 @@
-"""Side-by-side figures: throughput of both, the ratio, agreement, rlvr's latency."""
+"""Side-by-side figures: throughput of both, the ratio, agreement (overall, on the easy and the
+hard pairs apart, per hard family), rlvr's latency."""
 import json
 import sys
 
@@ -20,6 +21,22 @@ print(f"rlvr math:   {rl_sum['pairs_per_s']:.0f} pairs/s, right on {rl_right}/{n
 print(f"throughput ratio rlvr / Math-Verify: {rl_sum['pairs_per_s'] / mv_sum['pairs_per_s']:.0f}x")
 print(f"agreement: {agree}/{n} ({100*agree/n:.2f}%) overall; "
       f"{agree_mv_right}/{len(mv_right)} ({100*agree_mv_right/max(1,len(mv_right)):.2f}%) where Math-Verify is right")
+# agreement per set (easy: gold rewritings; hard: the issue's families), and per hard family
+groups = {}
+for k, p in enumerate(pairs):
+    keys = [p.get("set", "easy")]
+    if p.get("family"):
+        keys.append(f"  hard/{p['family']}")
+    for key in keys:
+        g = groups.setdefault(key, [0, 0, 0, 0])
+        g[0] += 1
+        g[1] += mv[k]["correct"] == rl[k]["correct"]
+        right = mv[k]["correct"] == p["label"]
+        g[2] += right
+        g[3] += right and mv[k]["correct"] == rl[k]["correct"]
+for key in sorted(groups, key=lambda x: (x.strip().split("/")[0] != "easy", x.strip())):
+    t, a, r, ar = groups[key]
+    print(f"{key}: agreement {a}/{t} ({100*a/t:.2f}%); {ar}/{r} ({100*ar/max(1,r):.2f}%) where Math-Verify is right")
 dis = [k for k in range(n) if mv[k]["correct"] != rl[k]["correct"]]
 for k in dis[:40]:
     print(f"  disagree (label {pairs[k]['label']}, Math-Verify {mv[k]['correct']}, rlvr {rl[k]['correct']}): "

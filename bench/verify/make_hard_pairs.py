@@ -13,7 +13,9 @@ plain expressions), `verify(gold, pred)` with the default `float_rounding=6`, st
 timeouts disabled. Math-Verify runs from the cached venv of `run.sh`
 (`$RLVR_MATHVERIFY_VENV`, default `$HOME/.cache/rlvr-mathverify-venv`, `math-verify==0.9.0`).
 
-Each line: {"id", "family", "case", "gold", "response", "intended", "mathverify"}.
+Each line: {"id", "batch", "family", "case", "gold", "response", "intended", "mathverify"}.
+Batch 1 was written first and used while changing the verifier; batch 2 was written afterwards
+and held out (its first measurement is reported apart).
 """
 import json
 import os
@@ -362,8 +364,119 @@ for gold, resp, intended, case in [
 ]:
     add(F, case, gold, resp, intended)
 
+# --- batch 2: held out. Written after the verifier was changed to agree on batch 1, and
+# measured before looking at rlvr's answers on it (the README gives both figures).
+BATCH1 = len(pairs)
+F = "number_format"
+for gold, resp, intended in [
+    ("12500", "The total is 12 500 dollars.", True),
+    ("1000000", "Answer: 1 000 000", True),
+    ("1000000", "Answer: 1 000 001", False),
+    ("12500", "$\\boxed{12\\,500}$", True),
+    ("12500", "$\\boxed{12{,}500}$", True),
+    ("12500", "$\\boxed{12\\ 500}$", True),
+    ("12500", "$\\boxed{1\\,250}$", False),
+    ("\\frac{3}{4}", "Answer: 0,75", True),
+    ("1.5", "the answer is 1,5", True),
+    ("15", "Answer: 1,5", False),
+    ("\\frac34", "$\\boxed{.75}$", True),
+    ("-\\frac{1}{2}", "$\\boxed{-.5}$", True),
+    ("-\\frac{1}{2}", "$\\boxed{-.25}$", False),
+    ("\\frac{22}{7}", "Answer: 22/7", True),
+    ("-\\frac13", "Answer: -1/3", True),
+    ("22/7", "$\\boxed{\\frac{22}{7}}$", True),
+    ("\\frac{22}{7}", "Answer: 7/22", False),
+    ("\\frac13", "$\\boxed{0.3333333}$", True),
+    ("e", "$\\boxed{2.718282}$", True),
+    ("\\frac{\\sqrt{2}}{2}", "$\\boxed{0.707107}$", True),
+    ("\\frac{\\sqrt2}2", "$\\boxed{0.7071}$", False),
+    ("\\frac{3}{2}", "$\\boxed{1.5}$", True),
+    ("\\frac{1}{7}", "$\\boxed{0.142857142857}$", True),
+    ("\\frac{1}{7}", "$\\boxed{0.142}$", False),
+    ("\\left(\\frac13, \\frac23\\right)", "$\\boxed{(0.333333, 0.666667)}$", True),
+    ("\\begin{pmatrix} \\frac{1}{2} \\\\ \\frac{1}{3} \\end{pmatrix}",
+     "$\\boxed{\\begin{bmatrix} 0.5 \\\\ 0.333333 \\end{bmatrix}}$", True),
+    ("\\begin{pmatrix} \\frac{1}{2} \\\\ \\frac{1}{3} \\end{pmatrix}",
+     "$\\boxed{\\begin{bmatrix} 0.5 \\\\ 0.34 \\end{bmatrix}}$", False),
+]:
+    add(F, "batch2", gold, resp, intended)
+F = "relation"
+for gold, resp, intended in [
+    ("x \\ge 3", "$\\boxed{x \\geqslant 3}$", True),
+    ("x \\geq 3", "$\\boxed{3 \\leq x}$", True),
+    ("x \\neq -1", "$\\boxed{x \\ne -1}$", True),
+    ("x < 3", "$\\boxed{-2x > -6}$", True),
+    ("x < 3", "$\\boxed{x > 3}$", False),
+    ("7", "$\\boxed{a+b = 3+4 = 7}$", True),
+    ("2", "$\\boxed{x = \\frac{6}{3} = 2}$", True),
+    ("45", "$\\boxed{S_n = 45}$", True),
+    ("9", "$\\boxed{f(2) = 9}$", True),
+    ("9", "$\\boxed{f(2) = 8}$", False),
+    ("2.45", "$\\boxed{x \\approx 2.45}$", True),
+    ("\\sqrt{6}", "$\\boxed{\\sqrt{6} \\approx 2.45}$", True),
+    ("x < 2", "$\\boxed{x \\in (-\\infty, 2)}$", True),
+    ("x \\ge 1", "$\\boxed{[1, \\infty)}$", True),
+    ("(-3, 3)", "$\\boxed{-3 < x < 3}$", True),
+    ("x > 4", "Answer: x > 4", True),
+    ("x > 4", "Answer: x < 4", False),
+]:
+    add(F, "batch2", gold, resp, intended)
+F = "structure"
+for gold, resp, intended in [
+    ("\\begin{pmatrix} 1 \\\\ 0 \\end{pmatrix}", "$\\boxed{\\left(\\begin{array}{c} 1 \\\\ 0 \\end{array}\\right)}$",
+     True),
+    ("\\begin{pmatrix} 1 & 0 \\\\ 0 & 1 \\end{pmatrix}",
+     "$\\boxed{\\begin{bmatrix} 1 & 0 \\\\ 0 & -1 \\end{bmatrix}}$", False),
+    ("\\pm 1", "$\\boxed{\\{-1, 1\\}}$", True),
+    ("1, 2", "$\\boxed{1 \\text{ and } 2}$", True),
+    ("(3,2), (2,3)", "$\\boxed{(2,3) \\text{ and } (3,2)}$", True),
+    ("(3,2), (2,3)", "$\\boxed{(2,3) \\text{ and } (3,3)}$", False),
+    ("(2,-1)", "$\\boxed{(x, y) = (2, -1)}$", True),
+    ("2, 3", "$\\boxed{a = 2, b = 3}$", True),
+    ("17", "$\\boxed{m+n = 17}$", True),
+    ("17", "$\\boxed{m+n = 18}$", False),
+    ("15", "$\\boxed{15\\text{ cm}^2}$", True),
+    ("4", "$\\boxed{4 \\text{ hours}}$", True),
+    ("1.5", "$\\boxed{\\$1.50}$", True),
+    ("72", "$\\boxed{72^{\\circ}}$", True),
+    ("2\\pi", "$\\boxed{2\\pi \\text{ cm}}$", True),
+    ("\\frac12", "$\\boxed{1:2}$", True),
+    ("1:2", "$\\boxed{2:4}$", True),
+    ("1:2", "$\\boxed{2:1}$", False),
+    ("3, 4", "So $\\boxed{3}$, $\\boxed{4}$.", True),
+    ("\\pm 1", "$x = \\boxed{1}$ or $x = \\boxed{-1}$", True),
+]:
+    add(F, "batch2", gold, resp, intended)
+F = "extraction"
+for gold, resp, intended in [
+    ("42", "Therefore, the final answer is: $\\boxed{42}$", True),
+    ("\\frac{5}{6}", "The answer is $$\\frac{5}{6}$$", True),
+    ("\\sqrt{3}", "So the minimum value is \\(\\sqrt{3}\\).", True),
+    ("17", "**Answer:** 17", True),
+    ("24", "Hence there are 24 ways. The answer is 24.", True),
+    ("5", "<think>long reasoning with $x = 4$ first</think>\n\nThe value of $x$ is $5$.", True),
+    ("4", "<think>long reasoning with $x = 4$ first</think>\n\nThe value of $x$ is $5$.", False),
+    ("5", "We find $a = 3$, $b = 4$, and thus $c = 5$.", True),
+    ("0.75", "Final answer: 3/4", True),
+    ("\\frac12", "The final answer is $x=\\frac{1}{2}$. I hope it is correct.", True),
+    ("5", "In the class there are 3 boys and 5 girls.", True),
+    ("3", "In the class there are 3 boys and 5 girls.", False),
+]:
+    add(F, "batch2", gold, resp, intended)
+F = "not_an_answer"
+for gold, resp, intended in [
+    ("3", "Model v2X3 gave it.", False),
+    ("2", "Model v2X3 gave it.", False),
+    ("12", "The value is $\n12\n$.", True),
+    ("0", "I don't know.", False),
+    ("2", "x2 = y", False),
+    ("8", "The grid is 8x8.", True),
+]:
+    add(F, "batch2", gold, resp, intended)
+
 for k, p in enumerate(pairs):
     p["id"] = k
+    p["batch"] = 1 if k < BATCH1 else 2
 
 
 def oracle(pairs):
@@ -406,7 +519,7 @@ def main():
         verdicts = oracle(pairs)
     f = sys.stdout if dest == "-" else open(dest, "w")
     for p, v in zip(pairs, verdicts):
-        row = {k: p[k] for k in ["id", "family", "case", "gold", "response", "intended"]}
+        row = {k: p[k] for k in ["id", "batch", "family", "case", "gold", "response", "intended"]}
         row["mathverify"] = v
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
     fams = {}

@@ -1,7 +1,9 @@
 """Builds (gold, response, label) pairs from ../shared/datasets for the verifier benchmark.
 
-label = True for the gold written as is or rewritten equivalently, False for another
-problem's different gold. Written to stdout as JSONL.
+Easy pairs (`"set": "easy"`): label = True for the gold written as is or rewritten
+equivalently, False for another problem's different gold. Then the hard pairs of
+`hard_pairs.jsonl` (`"set": "hard"`, with their `family`; label = the label they were built
+with). Written to stdout as JSONL.
 """
 import json
 import os
@@ -54,5 +56,14 @@ for line in open(table):
         unesc = lambda x: x.replace("\\\\", "\x00").replace('\\"', '"').replace("\x00", "\\")
         pairs.append((unesc(m[1]), f"The answer is $\\boxed{{{unesc(m[2])}}}$.", m[3] == "true"))
 for g, r, lab in pairs:
-    print(json.dumps({"gold": g, "response": r, "label": lab}))
-print(f"{len(pairs)} pairs", file=sys.stderr)
+    print(json.dumps({"gold": g, "response": r, "label": lab, "set": "easy"}))
+# the hard pairs (families of number formats, relations, structures, extraction, non-answers),
+# labelled by construction; Math-Verify's verdicts are in the file too but are recomputed here
+hard = os.path.join(os.path.dirname(__file__), "hard_pairs.jsonl")
+n_hard = 0
+for line in open(hard):
+    h = json.loads(line)
+    print(json.dumps({"gold": h["gold"], "response": h["response"], "label": h["intended"],
+                      "set": "hard", "family": h["family"]}))
+    n_hard += 1
+print(f"{len(pairs)} easy pairs, {n_hard} hard pairs", file=sys.stderr)

@@ -25,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // family -> (pairs, agree, statuses of the disagreements)
     let mut fams: BTreeMap<String, (usize, usize, BTreeMap<&'static str, usize>)> = BTreeMap::new();
     let mut lines = Vec::new();
+    // batch -> (pairs, agree)
+    let mut batches: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
     for line in file.lines() {
         let v: Value = serde_json::from_str(&line?)?;
         let gold = Value::String(v["gold"].as_str().ok_or("gold")?.to_string());
@@ -36,6 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             metadata: &meta,
         });
         let rl = o.status == Status::Correct;
+        let batch = v["batch"].as_u64().unwrap_or(1);
+        let b = batches.entry(batch).or_default();
+        b.0 += 1;
+        b.1 += usize::from(rl == mv);
         let fam = v["family"].as_str().ok_or("family")?.to_string();
         let e = fams.entry(fam).or_default();
         e.0 += 1;
@@ -70,6 +76,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "| all | {n} | {a} | {:.1} | |",
         100.0 * a as f64 / n.max(1) as f64
     );
+    for (b, (k, ag)) in &batches {
+        println!(
+            "batch {b}: {ag}/{k} ({:.1}%)",
+            100.0 * *ag as f64 / *k as f64
+        );
+    }
     println!("disagreements:");
     for l in lines {
         println!("{l}");

@@ -15,6 +15,8 @@ pub enum Method {
     AnswerIs,
     /// "Answer: …".
     AnswerColon,
+    /// The last `<answer>…</answer>` tag's content.
+    AnswerTag,
     /// A final `$…$`, `\[…\]` or `\(…\)`.
     FinalMath,
     /// The last number in the text (a configurable fallback).
@@ -31,6 +33,7 @@ impl Method {
             Method::Hashes => "####",
             Method::AnswerIs => "the_answer_is",
             Method::AnswerColon => "answer_colon",
+            Method::AnswerTag => "answer_tag",
             Method::FinalMath => "final_math",
             Method::LastNumber => "last_number",
             Method::Whole => "whole",
@@ -211,9 +214,9 @@ fn sentence_raw(s: &str) -> String {
     out.trim().to_string()
 }
 
-/// The last number of the text (`-1,234.5`, `3/4`, `.25`), if any, standing alone: after the
-/// start, a space, `=`, `*`, `(` or a currency sign — so `QX7B` holds no number (as in
-/// Math-Verify's rules).
+/// The last number of the text (`-1,234.5`, `12 500`, `3/4`, `.25`), if any, standing alone: not right
+/// after a letter, a digit, `_`, `^` or a backslash — so `QX7B` holds no number (as in
+/// Math-Verify's rules) and neither does the exponent of `x^2`.
 pub fn last_number(s: &str) -> Option<String> {
     last_number_at(s).map(|(n, _)| n)
 }
@@ -221,13 +224,20 @@ pub fn last_number(s: &str) -> Option<String> {
 /// [`last_number`] and the byte where it ends.
 fn last_number_at(s: &str) -> Option<(String, usize)> {
     static NUM: OnceLock<Regex> = OnceLock::new();
+    // thousands separated by commas or spaces (`12 500`, as Math-Verify's plain numbers)
     let r = re(
         &NUM,
-        r"(?:^|[\s=*($€£¥])(-?(?:\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(?:/\d+)?)",
+        r"-?(?:\d{1,3}(?:[ ,]\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:/\d+)?",
     );
-    r.captures_iter(s)
+    let b = s.as_bytes();
+    r.find_iter(s)
+        .filter(|m| {
+            m.start() == 0 || {
+                let p = b[m.start() - 1];
+                !(p.is_ascii_alphanumeric() || matches!(p, b'_' | b'^' | b'\\'))
+            }
+        })
         .last()
-        .and_then(|c| c.get(1))
         .map(|m| (m.as_str().to_string(), m.end()))
 }
 
@@ -312,7 +322,7 @@ fn rightmost_math(s: &str, numbers: bool) -> Option<(String, usize)> {
 ///
 /// After a reasoning block (`…</think>`) only the text after it is searched when it holds an
 /// answer. In order: the last `\boxed{}` (with the boxes joined to it by `and`/`or`/`,`),
-/// GSM8K's `#### N`, "the answer is …", "Answer: …", then the rightmost of the last math span
+/// the last `<answer>…</answer>`, GSM8K's `#### N`, "the answer is …", "Answer: …", then the rightmost of the last math span
 /// and (with the fallback) the last standalone number.
 pub fn extract_answer(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
     if let Some(k) = s.rfind("</think>") {
@@ -328,6 +338,13 @@ fn extract_in(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
     static ANSWER_COLON: OnceLock<Regex> = OnceLock::new();
     if let Some(b) = boxed_answer(s) {
         return Some((b, Method::Boxed));
+    }
+    if let Some(k) = s.rfind("<answer>") {
+        let rest = &s[k + "<answer>".len()..];
+        let inner = rest.find("</answer>").map_or(rest, |z| &rest[..z]).trim();
+        if !inner.is_empty() {
+            return Some((inner.to_string(), Method::AnswerTag));
+        }
     }
     if let Some(k) = s.rfind("####") {
         let rest = s[k + 4..].lines().next().unwrap_or("").trim();

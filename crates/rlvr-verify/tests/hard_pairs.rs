@@ -39,6 +39,11 @@ const KEPT: &[(&str, &str, &str)] = &[
         MATRIX_ENV,
     ),
     ("18", "The total cost is \\$18.", ESCAPED_DOLLAR),
+    // batch 2 (held out), same kinds
+    ("12500", "\\boxed{12\\,500}", THOUSANDS),
+    ("12500", "\\boxed{12\\ 500}", THOUSANDS),
+    ("(-3, 3)", "\\boxed{-3 < x < 3}", SET_VS_RELATION),
+    ("x > 4", "Answer: x > 4", PLAIN_RELATION),
 ];
 
 const THOUSANDS: &str =
@@ -52,7 +57,7 @@ const SET_VS_RELATION: &str =
     "the same set written as an inequality; Math-Verify compares a relation \
                                prediction with a set gold only with allow_set_relation_comp";
 const PLAIN_RELATION: &str =
-    "Math-Verify's plain-expression extraction has no relations; rlvr reads `>=` and `!=` everywhere";
+    "Math-Verify's plain-expression extraction has no relations; rlvr reads `>`, `>=` and `!=` everywhere";
 const MATRIX_ENV: &str =
     "matrices in every LaTeX environment; Math-Verify's parser has no Bmatrix/smallmatrix";
 const ESCAPED_DOLLAR: &str =
@@ -230,5 +235,58 @@ fn precision_is_configurable() {
             }
         }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn responses_other_crates_rely_on_keep_their_verdicts() {
+    let v = MathVerifier::default();
+    let no_fallback = MathVerifier::new(MathConfig {
+        last_number_fallback: false,
+        ..MathConfig::default()
+    });
+    // (response, gold, status) as the CLI, the PRM data (`<answer>` tags after `<think>`)
+    // and the evaluator write them
+    let table: &[(&str, &str, Status)] = &[
+        ("so \\boxed{\\dfrac{1}{2}}", "0.5", Status::Correct),
+        ("The answer is 7.", "8", Status::Incorrect),
+        ("no idea", "8", Status::Invalid),
+        ("#### 1,000", "Work...\n#### 1000", Status::Correct),
+        ("\\boxed{(1,2)}", "(1, 2)", Status::Correct),
+        (
+            "<think>hm</think><answer>\\boxed{4}</answer>",
+            "4",
+            Status::Correct,
+        ),
+        ("I think 12", "12", Status::Correct),
+        ("it is 12", "12", Status::Correct),
+        ("it is 13", "12", Status::Incorrect),
+        ("<answer>4</answer>", "4", Status::Correct),
+        ("<answer>5</answer>", "4", Status::Incorrect),
+        (
+            "<think>7+9=16\n4+8+1=13\n3+5+1=9</think><answer>936</answer>",
+            "936",
+            Status::Correct,
+        ),
+        (
+            "<think>7+9=16\n4+8+1=13\n3+5=8</think><answer>836</answer>",
+            "936",
+            Status::Incorrect,
+        ),
+        ("<think>7+9=16\n4+8+1=13\n", "936", Status::Incorrect),
+        ("x^2 is the area", "2", Status::Invalid),
+    ];
+    let mut wrong = Vec::new();
+    for (resp, gold, want) in table {
+        let got = judge(&v, gold, resp);
+        if got != *want {
+            wrong.push(format!(
+                "{resp:?} vs {gold:?}: {} (want {})",
+                got.as_str(),
+                want.as_str()
+            ));
+        }
+    }
+    assert_eq!(judge(&no_fallback, "12", "I think 12"), Status::Invalid);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
