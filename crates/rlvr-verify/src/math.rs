@@ -292,8 +292,13 @@ pub fn parse_tokens(toks: &[Tok], budget: &mut Budget, nest: usize) -> Result<An
                 && p.iter().all(|t| {
                     matches!(
                         t,
-                        Tok::Var(_) | Tok::Comma | Tok::LParen | Tok::RParen | Tok::LBrack
-                    ) || *t == Tok::RBrack
+                        Tok::Var(_)
+                            | Tok::Comma
+                            | Tok::LParen
+                            | Tok::RParen
+                            | Tok::LBrack
+                            | Tok::RBrack
+                    )
                 })
         };
         if rels.iter().all(|r| *r == Rel::Eq) && is_label(parts[0]) {
@@ -705,8 +710,9 @@ impl Cmp<'_> {
                         e.to_vec()
                     }
                 };
-                let (a, b) = (trunc(a), trunc(b));
+                // the copies cost what the answers weigh
                 self.budget.spend(answer_size(gold) + answer_size(pred))?;
+                let (a, b) = (trunc(a), trunc(b));
                 self.equations_eq(&a, &b)?
             }
             // the prediction is an equation and the gold is not: its last value counts
