@@ -368,9 +368,28 @@ impl CustomOp3 for SwiGluGrad {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var, D};
+
+    /// Fixed pseudo-random values (mean `mean`, standard deviation `std`, uniform shape) from
+    /// `seed`: the same inputs on every run and machine, unlike `Tensor::randn`.
+    pub(crate) fn noise(mean: f32, std: f32, shape: impl Into<Shape>, seed: u64) -> Tensor {
+        let shape = shape.into();
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let v: Vec<f32> = (0..shape.elem_count())
+            .map(|_| {
+                // xorshift64*
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let u =
+                    (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32;
+                mean + std * 3f32.sqrt() * (2.0 * u - 1.0)
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
@@ -401,7 +420,7 @@ mod tests {
             "values differ by {}",
             max_diff(&yf, &yc)
         );
-        let probe = Tensor::randn(0f32, 1.0, yf.shape(), &Device::Cpu).unwrap();
+        let probe = noise(0f32, 1.0, yf.dims().to_vec(), 1);
         let gf = (yf * &probe)
             .unwrap()
             .sum_all()
@@ -437,9 +456,8 @@ mod tests {
 
     #[test]
     fn rms_norm_matches_composed() {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 2.0, (2, 3, 16), &dev).unwrap();
-        let w = Tensor::randn(1f32, 0.3, 16, &dev).unwrap();
+        let x = noise(0f32, 2.0, (2, 3, 16), 2);
+        let w = noise(1f32, 0.3, 16, 3);
         check(
             &[x, w],
             |t| rms_norm(&t[0], &t[1], 1e-6).unwrap(),
@@ -455,8 +473,7 @@ mod tests {
 
     #[test]
     fn softmax_matches_composed() {
-        let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 3.0, (2, 4, 7), &dev).unwrap();
+        let x = noise(0f32, 3.0, (2, 4, 7), 4);
         check(
             &[x],
             |t| softmax_last_dim(&t[0]).unwrap(),
@@ -467,7 +484,7 @@ mod tests {
     #[test]
     fn rope_matches_composed() {
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (2, 3, 5, 8), &dev).unwrap();
+        let x = noise(0f32, 1.0, (2, 3, 5, 8), 5);
         let freqs = crate::rope::frequencies(&crate::RopeScaling::Default, 10000.0, 8, 512, 0);
         let pos: Vec<u32> = vec![0, 1, 2, 3, 4, 2, 3, 4, 5, 6];
         let (c, s) = crate::rope::cos_sin_half(&freqs, &pos, 2, 5, &dev).unwrap();
@@ -480,9 +497,8 @@ mod tests {
 
     #[test]
     fn swiglu_matches_composed() {
-        let dev = Device::Cpu;
-        let a = Tensor::randn(0f32, 2.0, (3, 10), &dev).unwrap();
-        let b = Tensor::randn(0f32, 1.0, (3, 10), &dev).unwrap();
+        let a = noise(0f32, 2.0, (3, 10), 6);
+        let b = noise(0f32, 1.0, (3, 10), 7);
         check(
             &[a, b],
             |t| swiglu(&t[0], &t[1]).unwrap(),

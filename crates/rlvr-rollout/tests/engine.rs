@@ -234,7 +234,12 @@ fn stop_ids_and_stop_strings_end_rows_and_are_reported() {
         c0.tokens[..=first],
         "stop id kept as the last token"
     );
-    assert_eq!(d0.logprobs, c0.logprobs[..=first]);
+    // Other rows stop first here, so the batch shrinks and the matrix kernels may take
+    // another path (e.g. one row): equal up to rounding, not bit for bit.
+    assert_eq!(d0.logprobs.len(), first + 1);
+    for (i, (a, b)) in d0.logprobs.iter().zip(&c0.logprobs).enumerate() {
+        assert!((a - b).abs() <= 1e-5, "log-prob {i}: {a} vs {b}");
+    }
     for (b, d) in base.completions.iter().zip(&out.completions) {
         // Rows are independent: every row is a prefix of its unstopped run.
         assert_eq!(d.tokens, b.tokens[..d.tokens.len()]);

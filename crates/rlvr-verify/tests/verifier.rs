@@ -410,8 +410,10 @@ fn pathological_inputs_are_bounded() {
         let o = check(&v, &resp, json!(gold));
         let dt = t.elapsed();
         slowest = slowest.max(dt);
+        // Wall clock on a possibly loaded CI machine: the bound catches a blow-up (these
+        // inputs take seconds to forever without the budgets), not a 2× slower CPU.
         assert!(
-            dt < Duration::from_millis(100),
+            dt < Duration::from_secs(1),
             "{:?}… took {dt:?}",
             &resp[..resp.len().min(60)]
         );
