@@ -81,6 +81,19 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Runs a command that prints one JSON value on stdout (e.g. `rlvr train`'s summary), panicking
+/// with its stderr when it fails (test helper).
+pub fn run_json(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{:?} failed:\n{}",
+        cmd.get_program(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the command prints its result as JSON")
+}
+
 /// A child process that is killed and reaped when dropped, passed or failed.
 pub struct KillOnDrop(pub std::process::Child);
 

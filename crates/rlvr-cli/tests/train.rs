@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rlvr_conformance::require_shared;
+use rlvr_conformance::{require_shared, run_json};
 use serde_json::Value;
 
 fn rlvr(cache: &Path) -> Command {
@@ -52,21 +52,11 @@ fn read_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn run_ok(cmd: &mut Command) -> Value {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "rlvr train failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the summary is printed as JSON")
-}
-
 #[test]
 fn a_short_run_writes_a_complete_run_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let summary = run_ok(
+    let summary = run_json(
         rlvr(&tmp.path().join("cache"))
             .arg("train")
             .args(["--run-dir", run.to_str().unwrap()])
@@ -201,7 +191,7 @@ fn a_short_run_writes_a_complete_run_directory() {
     );
 
     // A second run reuses the cached warm-up.
-    let summary = run_ok(
+    let summary = run_json(
         rlvr(&tmp.path().join("cache"))
             .arg("train")
             .args(["--run-dir", tmp.path().join("run2").to_str().unwrap()])
@@ -232,7 +222,7 @@ fn resume_after_sigkill_reproduces_the_uninterrupted_run() {
         "eval.before=false",
     ]);
     let full = tmp.path().join("full");
-    let full_summary = run_ok(
+    let full_summary = run_json(
         rlvr(&cache)
             .arg("train")
             .args(["--run-dir", full.to_str().unwrap()])
@@ -271,7 +261,7 @@ fn resume_after_sigkill_reproduces_the_uninterrupted_run() {
         "{before} steps logged before the kill"
     );
 
-    let resumed = run_ok(
+    let resumed = run_json(
         rlvr(&cache)
             .arg("train")
             .args(["--resume", cut.to_str().unwrap()]),
@@ -335,7 +325,7 @@ fn ppo_resumes_exactly_with_its_critic() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let full = tmp.path().join("full");
-    run_ok(
+    run_json(
         rlvr(&cache)
             .arg("train")
             .args(["--config", configs().join("ppo.toml").to_str().unwrap()])
@@ -352,7 +342,7 @@ fn ppo_resumes_exactly_with_its_critic() {
     copy_dir(&full, &cut);
     std::fs::remove_dir_all(cut.join("checkpoints/step-000004")).unwrap();
     std::fs::write(cut.join("checkpoints/latest"), "step-000002").unwrap();
-    let resumed = run_ok(
+    let resumed = run_json(
         rlvr(&cache)
             .arg("train")
             .args(["--resume", cut.to_str().unwrap()]),
@@ -395,7 +385,7 @@ fn every_preset_config_runs() {
         "remax",
     ] {
         let run = tmp.path().join(preset);
-        let summary = run_ok(
+        let summary = run_json(
             rlvr(&cache)
                 .arg("train")
                 .args([
@@ -447,7 +437,7 @@ fn a_user_checkpoint_trains_on_a_user_dataset() {
         .collect();
     std::fs::write(&data, lines.join("\n") + "\n").unwrap();
     let run = tmp.path().join("run");
-    let summary = run_ok(
+    let summary = run_json(
         rlvr(&tmp.path().join("cache"))
             .arg("train")
             .args(["--model", model.to_str().unwrap()])

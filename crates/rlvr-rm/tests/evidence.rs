@@ -143,8 +143,15 @@ fn prm_locates_the_first_wrong_step() {
         report.steps,
         t.elapsed().as_secs_f64()
     );
-    assert!(m.first_error_accuracy.unwrap() >= 0.8, "{m:?}");
-    assert!(m.clean_accuracy.unwrap() >= 0.9, "{m:?}");
+    // Measured over seeds 2–6 (`.ci/README.md`): first wrong step 0.857–1.000 (median 0.880),
+    // clean 0.948–1.000; untrained first wrong step 0.000–0.105. The thresholds sit ~0.1
+    // under the lowest.
+    assert!(
+        untrained.first_error_accuracy.unwrap() <= 0.3,
+        "the untrained model already locates wrong steps: {untrained:?}"
+    );
+    assert!(m.first_error_accuracy.unwrap() >= 0.75, "{m:?}");
+    assert!(m.clean_accuracy.unwrap() >= 0.85, "{m:?}");
     // The baseline that calls every step correct locates nothing.
     let refs: Vec<&Example> = heldout.iter().collect();
     let probs = rlvr_rm::train::step_probabilities(&rm, &refs).unwrap();
