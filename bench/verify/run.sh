@@ -24,3 +24,8 @@ export OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1
 mv_sum="$(taskset -c 0 "$venv/bin/python" "$here/mathverify_side.py" "$work/pairs.jsonl" "$work/mv.jsonl")"
 rl_sum="$(taskset -c 0 "$bin" "$work/pairs.jsonl" "$work/rlvr.jsonl" 5)"
 python3 "$here/compare.py" "$work/pairs.jsonl" "$work/mv.jsonl" "$work/rlvr.jsonl" "$mv_sum" "$rl_sum"
+# Math-Verify's own test suite: its cases and expected verdicts (read from its sdist), against
+# rlvr with its defaults and with each test's settings mapped to rlvr's.
+python3 "$here/mathverify_suite.py" "$work/suite.jsonl" --pip "$venv/bin/pip" --version "$mv_version"
+(cd "$root" && cargo build --quiet --release -p rlvr-verify --example mathverify_suite)
+"${CARGO_TARGET_DIR:-$root/target}/release/examples/mathverify_suite" "$work/suite.jsonl" | sed -n '/^test /,/^all /p'

@@ -21,8 +21,10 @@ pub enum Method {
     FinalMath,
     /// The last number in the text (a configurable fallback).
     LastNumber,
-    /// The whole text (ground truths without markers).
+    /// The whole text (ground truths without markers, a bare expression).
     Whole,
+    /// A multiple-choice letter standing alone.
+    Choice,
 }
 
 impl Method {
@@ -37,6 +39,7 @@ impl Method {
             Method::FinalMath => "final_math",
             Method::LastNumber => "last_number",
             Method::Whole => "whole",
+            Method::Choice => "choice",
         }
     }
 }
@@ -97,14 +100,15 @@ pub fn last_boxed(s: &str) -> Option<String> {
 const MAX_JOINED_BOXES: usize = 6;
 
 /// The last box, joined with the boxes right before it when only a connective separates
-/// them (`$\boxed{2}$ and $\boxed{5}$`, `$x = \boxed{2}$ or $x = \boxed{5}$` → `2, 5`), as
+/// them (`$\boxed{2}$ and $\boxed{5}$`, `$x = \boxed{2}$ or $x = \boxed{5}$`,
+/// `\boxed{1}\quad\text{and}\quad\boxed{2}`, `\boxed{1} papers and \boxed{2}` → `1, 2`), as
 /// Math-Verify reads several boxed answers. At most [`MAX_JOINED_BOXES`] boxes are read, each
 /// scan linear in the text.
 pub fn boxed_answer(s: &str) -> Option<String> {
     static GAP: OnceLock<Regex> = OnceLock::new();
     let gap_re = re(
         &GAP,
-        r"^\s*(?:,\s*(?:and|or)?|;|and|or)\s*(?:[A-Za-z][A-Za-z0-9_{}]*\s*=\s*)?$",
+        r"^\s*(?:,\s*(?:and|or)?|;|(?:[A-Za-z()]+\s+){0,3}(?:and|or))?\s*(?:[A-Za-z][A-Za-z0-9_{}]*\s*=\s*)?$",
     );
     let (at, len) = last_box_cmd(s)?;
     let (last, _) = box_at(s, at, len)?;
@@ -120,12 +124,15 @@ pub fn boxed_answer(s: &str) -> Option<String> {
         if end > cur {
             break; // nested in the later box
         }
-        let gap: String = s[end..cur]
-            .replace("\\(", "")
-            .replace("\\)", "")
-            .replace("\\[", "")
-            .replace("\\]", "")
-            .replace('$', "");
+        let mut gap = s[end..cur].to_string();
+        for cut in [
+            "\\(", "\\)", "\\[", "\\]", "$", "\\qquad", "\\quad", "\\,", "~",
+        ] {
+            if gap.contains(cut) {
+                gap = gap.replace(cut, " ");
+            }
+        }
+        let gap = crate::normalize::strip_text_groups(&gap);
         if !gap_re.is_match(&gap) {
             break;
         }
@@ -224,10 +231,11 @@ pub fn last_number(s: &str) -> Option<String> {
 /// [`last_number`] and the byte where it ends.
 fn last_number_at(s: &str) -> Option<(String, usize)> {
     static NUM: OnceLock<Regex> = OnceLock::new();
-    // thousands separated by commas or spaces (`12 500`, as Math-Verify's plain numbers)
+    // thousands separated by commas or spaces (`12 500`, as Math-Verify's plain numbers), then
+    // a decimal comma that cannot be a thousands separator (`1000,99`, `2,74`, `0,111`)
     let r = re(
         &NUM,
-        r"-?(?:\d{1,3}(?:[ ,]\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?:/\d+)?",
+        r"-?(?:\d{1,3}(?:[ ,]\d{3})+(?:\.\d+)?|\d+,\d{1,2}\b|0,\d+|\d{4,},\d+|\d+(?:\.\d+)?|\.\d+)(?:/\d+)?",
     );
     let b = s.as_bytes();
     r.find_iter(s)
@@ -242,7 +250,7 @@ fn last_number_at(s: &str) -> Option<(String, usize)> {
 }
 
 /// Byte ranges (delimiters included) of the math spans of `s`: `$$…$$`, `$…$` (one line, not
-/// after a digit or backslash), `\(…\)`, `\[…\]`. Linear: a closing delimiter that was not
+/// after a digit or backslash), `\(…\)` (one line: inline math), `\[…\]`. Linear: a closing delimiter that was not
 /// found from some byte on is not searched again from a later byte of the same stretch.
 fn math_spans(s: &str) -> Vec<(usize, usize)> {
     let b = s.as_bytes();
@@ -258,7 +266,7 @@ fn math_spans(s: &str) -> Vec<(usize, usize)> {
         } else if rest.starts_with(b"\\[") {
             (2, b"\\]", false, 1)
         } else if rest.starts_with(b"\\(") {
-            (2, b"\\)", false, 2)
+            (2, b"\\)", true, 2)
         } else if rest[0] == b'$' && (k == 0 || (b[k - 1] != b'\\' && !b[k - 1].is_ascii_digit())) {
             (1, b"$", true, 3)
         } else {
@@ -318,26 +326,62 @@ fn rightmost_math(s: &str, numbers: bool) -> Option<(String, usize)> {
     }
 }
 
-/// The final answer of a completion and how it was found. `last_number` enables the fallback.
+/// What [`extract_with`] looks for (the `math` verifier's `extraction` setting).
+#[derive(Debug, Clone, Copy)]
+pub struct Modes<'a> {
+    /// Boxes, "the final answer is $…$", math spans.
+    pub latex: bool,
+    /// `#### N`, answer phrases, a bare whole response, the last number (with `last_number`).
+    pub expression: bool,
+    /// The last standalone number as a fallback (with `expression`).
+    pub last_number: bool,
+    /// Multiple-choice letters ("string" extraction), when set.
+    pub choices: Option<&'a [String]>,
+}
+
+impl Modes<'static> {
+    /// LaTeX and expressions (the default), with or without the last-number fallback.
+    pub fn latex_and_expression(last_number: bool) -> Self {
+        Modes {
+            latex: true,
+            expression: true,
+            last_number,
+            choices: None,
+        }
+    }
+}
+
+/// The final answer of a completion and how it was found, with the default modes (LaTeX and
+/// expressions); `last_number` enables the fallback. See [`extract_with`].
+pub fn extract_answer(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
+    extract_with(s, &Modes::latex_and_expression(last_number_fallback))
+}
+
+/// The final answer of a completion and how it was found.
 ///
 /// After a reasoning block (`…</think>`) only the text after it is searched when it holds an
-/// answer. In order: the last `\boxed{}` (with the boxes joined to it by `and`/`or`/`,`),
-/// the last `<answer>…</answer>`, GSM8K's `#### N`, "the answer is …", "Answer: …", then the rightmost of the last math span
-/// and (with the fallback) the last standalone number.
-pub fn extract_answer(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
+/// answer. In order: Minerva's "The final answer is $…$" when it comes after the last box;
+/// the last `\boxed{}` (with the boxes joined to it by `and`/`or`/`,`, or in the same math
+/// span); the last `<answer>…</answer>`; GSM8K's `#### N`; "the answer is …", "Answer: …";
+/// a whole response that is one bare expression (`\frac{10}{9}`); the rightmost of the last
+/// math span and (with the fallback) the last standalone number; a choice letter.
+pub fn extract_with(s: &str, m: &Modes<'_>) -> Option<(String, Method)> {
     if let Some(k) = s.rfind("</think>") {
-        if let Some(a) = extract_in(&s[k + "</think>".len()..], last_number_fallback) {
+        if let Some(a) = extract_in(&s[k + "</think>".len()..], m) {
             return Some(a);
         }
     }
-    extract_in(s, last_number_fallback)
+    extract_in(s, m)
 }
 
-fn extract_in(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
-    static ANSWER_IS: OnceLock<Regex> = OnceLock::new();
-    static ANSWER_COLON: OnceLock<Regex> = OnceLock::new();
-    if let Some(b) = boxed_answer(s) {
-        return Some((b, Method::Boxed));
+fn extract_in(s: &str, m: &Modes<'_>) -> Option<(String, Method)> {
+    if m.latex {
+        if let Some(a) = final_answer_after_box(s) {
+            return Some((a, Method::AnswerIs));
+        }
+        if let Some(b) = boxed_answer(s) {
+            return Some((b, Method::Boxed));
+        }
     }
     if let Some(k) = s.rfind("<answer>") {
         let rest = &s[k + "<answer>".len()..];
@@ -346,12 +390,35 @@ fn extract_in(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
             return Some((inner.to_string(), Method::AnswerTag));
         }
     }
-    if let Some(k) = s.rfind("####") {
-        let rest = s[k + 4..].lines().next().unwrap_or("").trim();
-        if !rest.is_empty() {
-            return Some((rest.to_string(), Method::Hashes));
+    if m.expression {
+        if let Some(k) = s.rfind("####") {
+            let rest = s[k + 4..].lines().next().unwrap_or("").trim();
+            if !rest.is_empty() {
+                return Some((rest.to_string(), Method::Hashes));
+            }
         }
     }
+    if m.latex || m.expression {
+        if let Some(a) = answer_phrase(s) {
+            return Some(a);
+        }
+        if let Some(a) = span_or_number(s, m) {
+            return Some(a);
+        }
+    }
+    let choices = m.choices?;
+    if let Some((a, how)) = answer_phrase(s) {
+        if crate::normalize::choice_letter(&a).is_some() {
+            return Some((a, how));
+        }
+    }
+    last_choice(s, choices).map(|c| (c, Method::Choice))
+}
+
+/// "the answer is …" or "Answer: …" (the last of each, in that order).
+fn answer_phrase(s: &str) -> Option<(String, Method)> {
+    static ANSWER_IS: OnceLock<Regex> = OnceLock::new();
+    static ANSWER_COLON: OnceLock<Regex> = OnceLock::new();
     let r = re(&ANSWER_IS, r"(?i)\banswer\s+is\s*:?\s*\**\s*");
     if let Some(m) = r.find_iter(s).last() {
         let a = sentence(&s[m.end()..]);
@@ -366,8 +433,41 @@ fn extract_in(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
             return Some((a, Method::AnswerColon));
         }
     }
-    let span = rightmost_math(s, false);
-    let num = if last_number_fallback {
+    None
+}
+
+/// Minerva's closing "The final answer is $X$" when it follows the last box (the answer the
+/// model settled on last, as Math-Verify's priorities read it).
+fn final_answer_after_box(s: &str) -> Option<String> {
+    static FINAL: OnceLock<Regex> = OnceLock::new();
+    let (at, _) = last_box_cmd(s)?;
+    let r = re(&FINAL, r"(?i)final answer is\s*:?\s*");
+    let m = r.find_iter(&s[at..]).last()?;
+    let a = sentence(&s[at + m.end()..]);
+    (!a.is_empty()).then_some(a)
+}
+
+/// The whole response when it is one bare expression (one line, no math span, no prose),
+/// else the rightmost of the last math span (LaTeX) and the last standalone number
+/// (expressions, with the fallback).
+fn span_or_number(s: &str, m: &Modes<'_>) -> Option<(String, Method)> {
+    let t = s.trim();
+    let bare = m.latex
+        && !t.is_empty()
+        && t.len() <= 200
+        && !t.contains('\n')
+        && !has_prose(t)
+        && math_spans(t).is_empty()
+        && t.bytes().any(|c| c.is_ascii_digit() || c == b'\\');
+    if bare {
+        return Some((t.to_string(), Method::Whole));
+    }
+    let span = if m.latex {
+        rightmost_math(s, false)
+    } else {
+        None
+    };
+    let num = if m.expression && m.last_number {
         last_number_at(s)
     } else {
         None
@@ -378,6 +478,36 @@ fn extract_in(s: &str, last_number_fallback: bool) -> Option<(String, Method)> {
         (None, Some((n, _))) => Some((n, Method::LastNumber)),
         (None, None) => None,
     }
+}
+
+/// The rightmost choice letter standing alone: `(B)`, `**B**`, `\textbf{B}`, or a lone `B`
+/// ending the response.
+fn last_choice(s: &str, choices: &[String]) -> Option<String> {
+    let mut best: Option<(usize, &String)> = None;
+    for c in choices {
+        for form in [
+            format!("({c})"),
+            format!("**{c}**"),
+            format!("\\textbf{{{c}}}"),
+        ] {
+            if let Some(k) = s.rfind(&form) {
+                if best.is_none_or(|(b, _)| k > b) {
+                    best = Some((k, c));
+                }
+            }
+        }
+        let t = s.trim_end().trim_end_matches(['.', '!', ')', '*']);
+        if let Some(head) = t.strip_suffix(c.as_str()) {
+            let alone = head
+                .chars()
+                .next_back()
+                .is_none_or(|p| !p.is_alphanumeric());
+            if alone && best.is_none_or(|(b, _)| head.len() > b) {
+                best = Some((head.len(), c));
+            }
+        }
+    }
+    best.map(|(_, c)| c.clone())
 }
 
 /// A math span (`$…$`, `$$…$$`, `\[…\]`, `\(…\)`) ending the text (trailing punctuation
@@ -400,10 +530,12 @@ pub fn final_math(s: &str) -> Option<String> {
     None
 }
 
-/// The answer inside a ground-truth string: a boxed answer or `#### N` if present, else the
-/// whole string.
+/// The answer inside a ground-truth string, read as Math-Verify reads a gold (with the same
+/// extraction as a response): its boxes (joined as in [`boxed_answer`]) or `#### N` if
+/// present; else the whole string when it is an answer rather than prose; else the answer a
+/// written-out solution states ("… The final answer is $28\%$."), falling back to the whole.
 pub fn extract_ground_truth(s: &str) -> (String, Method) {
-    if let Some(b) = last_boxed(s) {
+    if let Some(b) = boxed_answer(s) {
         return (b, Method::Boxed);
     }
     if let Some(k) = s.rfind("####") {
@@ -412,5 +544,11 @@ pub fn extract_ground_truth(s: &str) -> (String, Method) {
             return (rest.to_string(), Method::Hashes);
         }
     }
-    (s.trim().to_string(), Method::Whole)
+    let t = s.trim();
+    if has_prose(t) {
+        if let Some(a) = extract_answer(t, false) {
+            return a;
+        }
+    }
+    (t.to_string(), Method::Whole)
 }

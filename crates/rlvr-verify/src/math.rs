@@ -12,8 +12,8 @@ use crate::expr::{
     close, eval_exact, eval_num, expand_pm, free_vars, has_percent, has_pm, infinity_sign, lex,
     sample_value, size, Budget, Expr, ExprError, Parser, Tok, C,
 };
-use crate::extract::{extract_answer, extract_ground_truth, Method};
-use crate::normalize::{choice_letter, is_text_answer, key, normalize};
+use crate::extract::{extract_ground_truth, extract_with, Method, Modes};
+use crate::normalize::{choice_letter, is_text_answer, key, normalize, plain_decimal_comma};
 use crate::{Outcome, RewardMapping, Status, Verifier, VerifyInput};
 
 /// How `%` is read.
@@ -51,6 +51,22 @@ impl Default for Precision {
     }
 }
 
+/// What the extraction looks for, as Math-Verify's extraction configs
+/// (`LatexExtractionConfig`, `ExprExtractionConfig`, `StringExtractionConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Extraction {
+    /// LaTeX: `\boxed{}` (several joined), "the final answer is $…$", math spans (`$…$`,
+    /// `\(…\)`, `\[…\]`), an answer phrase holding math.
+    Latex,
+    /// Plain expressions: GSM8K's `#### N`, an answer phrase, the last standalone number
+    /// (with `last_number_fallback`), a whole response that is one bare expression.
+    Expression,
+    /// A multiple-choice letter out of `choices`: "the answer is (B)", "Answer: B", a lone
+    /// `(B)` / `**B**` / `B` ending the response.
+    String,
+}
+
 /// Settings of the math verifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,7 +75,13 @@ pub struct MathConfig {
     pub rel_tol: f64,
     /// How decimal literals are compared (rounded to 6 decimals by default, as Math-Verify).
     pub precision: Precision,
-    /// Whether the last number of a response counts as its answer when nothing else is found.
+    /// What the extraction looks for (default `["latex", "expression"]`: boxed first, then
+    /// the final-answer phrases, then the last math span or number).
+    pub extraction: Vec<Extraction>,
+    /// The letters `"string"` extraction accepts (default A–E).
+    pub choices: Vec<String>,
+    /// Whether the last number of a response counts as its answer when nothing else is found
+    /// (only with `"expression"` extraction).
     pub last_number_fallback: bool,
     /// How `%` is read.
     pub percent: PercentMode,
@@ -67,8 +89,17 @@ pub struct MathConfig {
     pub decimal_comma: bool,
     /// When true, `x = 3` does not match `3`: equations only match equations.
     pub strict_variables: bool,
+    /// Whether an inequality answers a gold written as a set (`0 \le y \le 5` for `[0,5]`).
+    /// A gold inequality always accepts the interval it describes; the other way round is
+    /// off by default, as Math-Verify's `allow_set_relation_comp` (a gold interval usually
+    /// means the task asked for interval notation).
+    pub relation_matches_set: bool,
     /// Longer responses are `invalid`.
     pub max_response_bytes: usize,
+    /// The extraction reads the last this many bytes of a response (after `</think>` when the
+    /// answer follows it): answers close a response, and the scans stay short on hostile
+    /// input. Each KiB read costs 16 units of `work_budget`.
+    pub scan_bytes: usize,
     /// Longer extracted answers are `invalid`.
     pub max_answer_chars: usize,
     /// Work units per call (tokens, nodes, big-integer words); exhausted → `error`.
@@ -84,11 +115,15 @@ impl Default for MathConfig {
         MathConfig {
             rel_tol: 1e-9,
             precision: Precision::default(),
+            extraction: vec![Extraction::Latex, Extraction::Expression],
+            choices: ["A", "B", "C", "D", "E"].map(String::from).to_vec(),
             last_number_fallback: true,
             percent: PercentMode::Either,
             decimal_comma: false,
             strict_variables: false,
+            relation_matches_set: false,
             max_response_bytes: 1 << 20,
+            scan_bytes: 1 << 16,
             max_answer_chars: 1000,
             work_budget: 50_000,
             sample_points: 4,
@@ -373,8 +408,102 @@ pub fn parse_tokens(toks: &[Tok], budget: &mut Budget, nest: usize) -> Result<An
             _ => {}
         }
     }
+    if toks.first() == Some(&Tok::MatBegin) {
+        if let Some(m) = matrix_arithmetic(toks, budget, nest)? {
+            return Ok(m);
+        }
+    }
     let e = parse_expr(toks, budget)?;
     expr_answer(e, budget)
+}
+
+/// Sums and products of matrices (`A + B`, `A - B`, `A B`, `A \cdot B`), evaluated entry by
+/// entry as expressions; `None` when `toks` is not such a chain.
+fn matrix_arithmetic(
+    toks: &[Tok],
+    budget: &mut Budget,
+    nest: usize,
+) -> Result<Option<Answer>, ExprError> {
+    let mut acc: Option<Vec<Vec<Expr>>> = None;
+    let mut op = Tok::Plus;
+    let mut k = 0;
+    while k < toks.len() {
+        if k > 0 {
+            if matches!(toks[k], Tok::Plus | Tok::Minus | Tok::Mul) {
+                op = toks[k].clone();
+                k += 1;
+            } else {
+                op = Tok::Mul;
+            }
+        }
+        let rest = &toks[k..];
+        let Some(end) = matching_close(rest).filter(|_| rest.first() == Some(&Tok::MatBegin))
+        else {
+            return Ok(None);
+        };
+        let Answer::Matrix(m) = parse_tokens(&rest[..=end], budget, nest + 1)? else {
+            return Ok(None);
+        };
+        budget.spend(m.iter().map(|r| r.len() as u64).sum::<u64>() * 4)?;
+        acc = Some(match acc {
+            None => m,
+            Some(a) => match matrix_op(&a, &m, &op) {
+                Some(r) => r,
+                None => return Ok(None),
+            },
+        });
+        k += end + 1;
+    }
+    Ok(acc.filter(|_| k > 0).map(Answer::Matrix))
+}
+
+/// `a op b` for matrices of matching shapes (`+`, `-`: same shape; product: inner sizes).
+fn matrix_op(a: &[Vec<Expr>], b: &[Vec<Expr>], op: &Tok) -> Option<Vec<Vec<Expr>>> {
+    let bx = |e: &Expr| Box::new(e.clone());
+    match op {
+        Tok::Plus | Tok::Minus => {
+            if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.len() != y.len()) {
+                return None;
+            }
+            Some(
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| {
+                        x.iter()
+                            .zip(y)
+                            .map(|(p, q)| match op {
+                                Tok::Plus => Expr::Add(bx(p), bx(q)),
+                                _ => Expr::Sub(bx(p), bx(q)),
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            )
+        }
+        _ => {
+            let inner = b.len();
+            if inner == 0
+                || a.iter().any(|r| r.len() != inner)
+                || b.iter().any(|r| r.len() != b[0].len())
+            {
+                return None;
+            }
+            Some(
+                a.iter()
+                    .map(|row| {
+                        (0..b[0].len())
+                            .map(|j| {
+                                (0..inner)
+                                    .map(|t| Expr::Mul(bx(&row[t]), bx(&b[t][j])))
+                                    .reduce(|x, y| Expr::Add(Box::new(x), Box::new(y)))
+                                    .expect("inner > 0")
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            )
+        }
+    }
 }
 
 /// Parses a normalised answer string.
@@ -569,20 +698,24 @@ impl Cmp<'_> {
     }
 
     fn sets_eq(&mut self, a: &[Answer], b: &[Answer]) -> Result<bool, ExprError> {
-        if a.len() != b.len() || a.len() > 64 {
+        // sets: repeated elements count once (`1, 2, 2` is `1, 2`), as Math-Verify's sets
+        if a.len() > 64 || b.len() > 64 {
             return Ok(false);
         }
-        let mut used = vec![false; b.len()];
-        'outer: for x in a {
+        let mut hit = vec![false; b.len()];
+        for x in a {
+            let mut found = false;
             for (j, y) in b.iter().enumerate() {
-                if !used[j] && self.eq(x, y)? {
-                    used[j] = true;
-                    continue 'outer;
+                if self.eq(x, y)? {
+                    hit[j] = true;
+                    found = true;
                 }
             }
-            return Ok(false);
+            if !found {
+                return Ok(false);
+            }
         }
-        Ok(true)
+        Ok(hit.iter().all(|h| *h))
     }
 
     /// `a R b` against `c S d`: the same relation once `>`/`≥` are mirrored, and the same
@@ -626,6 +759,27 @@ impl Cmp<'_> {
     fn eq(&mut self, gold: &Answer, pred: &Answer) -> Result<bool, ExprError> {
         self.budget.spend(answer_size(gold) + answer_size(pred))?;
         use Answer as A;
+        match (labelled_rows(gold), labelled_rows(pred)) {
+            (None, None) => {}
+            (Some((_, g)), None) => return self.eq(&rows_answer(g), pred),
+            (None, Some((_, p))) => return self.eq(gold, &rows_answer(p)),
+            (Some((gl, g)), Some((pl, p))) => {
+                // both labelled: the prediction's values in the gold's label order
+                let Some(order) = gl
+                    .iter()
+                    .map(|l| pl.iter().position(|m| m == l))
+                    .collect::<Option<Vec<_>>>()
+                    .filter(|_| gl.len() == pl.len())
+                else {
+                    return Ok(false);
+                };
+                let p = p
+                    .into_iter()
+                    .map(|row| order.iter().map(|&j| row[j].clone()).collect())
+                    .collect();
+                return self.eq(&rows_answer(g), &rows_answer(p));
+            }
+        }
         Ok(match (gold, pred) {
             (A::Expr(x), A::Expr(y)) => self.expr_eq(x, y)?,
             (A::Choice(a), A::Choice(b)) => a == b,
@@ -639,6 +793,21 @@ impl Cmp<'_> {
             (A::Set(a), A::Set(b)) => self.sets_eq(a, b)?,
             (A::Set(a), x) | (x, A::Set(a)) if a.len() == 1 => self.eq(&a[0], x)?,
             (A::Tuple(a), A::Tuple(b)) => self.seq_eq(a, b)?,
+            // `(1, 3)` against `{1, 3}` / `1, 3`: the elements in the order written (Math-Verify)
+            (A::Tuple(t), A::Set(a)) => self.seq_eq(t, a)?,
+            (A::Set(a), A::Tuple(t)) => self.seq_eq(a, t)?,
+            (
+                A::Interval {
+                    lo,
+                    hi,
+                    lo_closed: false,
+                    hi_closed: false,
+                },
+                A::Set(a),
+            ) if a.len() == 2 => {
+                let (lo, hi) = (A::Expr(lo.clone()), A::Expr(hi.clone()));
+                self.eq(&lo, &a[0])? && self.eq(&hi, &a[1])?
+            }
             (A::Union(a), A::Union(b)) => self.sets_eq(a, b)?,
             (
                 A::Interval {
@@ -727,7 +896,8 @@ impl Cmp<'_> {
                     false
                 }
             }
-            // the gold assigns a value (`x = 3`, `AB = 5`): its value against a plain answer
+            // the gold assigns a value (`x = 3`, `AB = 5`, `|AB| = 1`, `V_1 : V_2 = 11:21`): its
+            // value against a plain answer
             (A::Equation(eq), p) if !self.cfg.strict_variables => {
                 if only_symbols(&eq[0]) {
                     self.eq(&A::Expr(eq[eq.len() - 1].clone()), p)?
@@ -743,6 +913,10 @@ impl Cmp<'_> {
                     && self.single_relations_eq(e1, r1[0], e2, r2[0])? =>
             {
                 true
+            }
+            // a gold set is not answered by an inequality unless `relation_matches_set`
+            (g, A::Ineq(..)) if !matches!(g, A::Ineq(..)) && !self.cfg.relation_matches_set => {
+                false
             }
             (A::Ineq(..), _) | (_, A::Ineq(..)) => {
                 let ga = ineq_to_interval(gold).unwrap_or_else(|| gold.clone());
@@ -778,11 +952,15 @@ fn round_f(x: C, d: u32) -> Option<i64> {
     (v.is_finite() && v.abs() < 4e15).then(|| v.round() as i64)
 }
 
-/// Whether an expression is only letters (`x`, `AB`, `a_1`): the label side of `AB = 5`.
+/// Whether an expression is made of letters only (`x`, `AB`, `a_1`, `x + y`, `|AB|`, `A:B`,
+/// `f(x)`), as Math-Verify's `is_expr_of_only_symbols`: the label side of `AB = 5`.
 fn only_symbols(e: &Expr) -> bool {
     match e {
         Expr::Var(_) | Expr::E | Expr::I => true,
-        Expr::Mul(a, b) => only_symbols(a) && only_symbols(b),
+        Expr::Mul(a, b) | Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Div(a, b) => {
+            only_symbols(a) && only_symbols(b)
+        }
+        Expr::Abs(a) => only_symbols(a),
         _ => false,
     }
 }
@@ -794,6 +972,49 @@ fn canonical_rel(es: &[Expr], r: Rel) -> (Expr, Rel) {
         Rel::Gt => (Expr::Sub(b, a), Rel::Lt),
         Rel::Ge => (Expr::Sub(b, a), Rel::Le),
         r => (Expr::Sub(a, b), r),
+    }
+}
+
+/// A list of assignments with distinct labels (`PQ = 6, RS = 2`: one row) or labels that
+/// repeat (`p=5, q=2; p=7, q=2`: a row per repetition): the labels of a row and the rows of
+/// values.
+fn labelled_rows(a: &Answer) -> Option<(Vec<Expr>, Vec<Vec<Answer>>)> {
+    let Answer::Set(xs) = a else {
+        return None;
+    };
+    let mut labels = Vec::with_capacity(xs.len());
+    let mut values = Vec::with_capacity(xs.len());
+    for x in xs {
+        match x {
+            Answer::Equation(es) if es.len() == 2 && only_symbols(&es[0]) => {
+                labels.push(&es[0]);
+                values.push(Answer::Expr(es[1].clone()));
+            }
+            _ => return None,
+        }
+    }
+    let k = labels[1..]
+        .iter()
+        .position(|l| *l == labels[0])
+        .map_or(labels.len(), |p| p + 1);
+    let periodic = k >= 2
+        && labels.len() % k == 0
+        && labels.iter().enumerate().all(|(i, l)| *l == labels[i % k])
+        && (1..k).all(|i| !labels[..i].contains(&labels[i]));
+    periodic.then(|| {
+        (
+            labels[..k].iter().map(|l| (*l).clone()).collect(),
+            values.chunks(k).map(<[Answer]>::to_vec).collect(),
+        )
+    })
+}
+
+/// One row as a tuple, several as the set of their tuples.
+fn rows_answer(mut rows: Vec<Vec<Answer>>) -> Answer {
+    if rows.len() == 1 {
+        Answer::Tuple(rows.remove(0))
+    } else {
+        Answer::Set(rows.into_iter().map(Answer::Tuple).collect())
     }
 }
 
@@ -818,8 +1039,8 @@ fn ineq_to_interval(a: &Answer) -> Option<Answer> {
     let ninf = || Expr::Neg(Box::new(Expr::Inf));
     let strict = |r: Rel| matches!(r, Rel::Lt | Rel::Gt);
     match (es.as_slice(), rels.as_slice()) {
-        ([Expr::Var(_), c], [r]) | ([c, Expr::Var(_)], [r]) => {
-            let var_left = matches!(es[0], Expr::Var(_));
+        ([v, c], [r]) | ([c, v], [r]) if only_symbols(v) => {
+            let var_left = only_symbols(&es[0]);
             // normalise to `x r c`
             let r = if var_left {
                 *r
@@ -848,8 +1069,10 @@ fn ineq_to_interval(a: &Answer) -> Option<Answer> {
                 _ => return None,
             })
         }
-        ([lo, Expr::Var(_), hi], [r1, r2])
-            if matches!(r1, Rel::Lt | Rel::Le) && matches!(r2, Rel::Lt | Rel::Le) =>
+        ([lo, v, hi], [r1, r2])
+            if only_symbols(v)
+                && matches!(r1, Rel::Lt | Rel::Le)
+                && matches!(r2, Rel::Lt | Rel::Le) =>
         {
             Some(Answer::Interval {
                 lo: lo.clone(),
@@ -891,21 +1114,28 @@ pub enum Verdict {
 
 /// Compares two extracted answers (gold first) under `cfg`, spending from `budget`.
 pub fn compare(gold: &str, pred: &str, cfg: &MathConfig, budget: &mut Budget) -> Verdict {
-    compare_with(gold, pred, cfg.decimal_comma, cfg, budget)
+    compare_with(
+        gold,
+        pred,
+        (cfg.decimal_comma, cfg.decimal_comma),
+        cfg,
+        budget,
+    )
 }
 
-/// [`compare`], reading `3,75` in the prediction as 3.75 when `pred_decimal_comma` (a number
-/// written in plain text rather than LaTeX, as Math-Verify's expression extraction reads it).
+/// [`compare`], reading `3,75` as 3.75 in the gold and in the prediction as `decimal_comma`
+/// says (a number written in plain text rather than LaTeX, as Math-Verify's expression
+/// extraction reads it).
 pub fn compare_with(
     gold: &str,
     pred: &str,
-    pred_decimal_comma: bool,
+    decimal_comma: (bool, bool),
     cfg: &MathConfig,
     budget: &mut Budget,
 ) -> Verdict {
     let (gn, pn) = (
-        normalize(gold, cfg.decimal_comma),
-        normalize(pred, pred_decimal_comma),
+        normalize(gold, decimal_comma.0),
+        normalize(pred, decimal_comma.1),
     );
     if key(&gn) == key(&pn) && !gn.is_empty() {
         return Verdict::Equal("string");
@@ -942,7 +1172,7 @@ pub fn answers_equal(gold: &str, pred: &str) -> bool {
 /// is extracted. Equal keys mean equal answers; equivalent answers may still have different
 /// keys (use [`compare`] to merge them).
 pub fn answer_key(response: &str, cfg: &MathConfig) -> Option<String> {
-    let (a, _) = extract_answer(response, cfg.last_number_fallback)?;
+    let (a, _) = extract_with(response, &cfg.modes())?;
     let k = key(&normalize(&a, cfg.decimal_comma));
     (!k.is_empty()).then_some(k)
 }
@@ -964,20 +1194,41 @@ impl MathVerifier {
 /// The acceptable gold answers in a ground truth: a string, a number, a list of them, or an
 /// object with an `answer` / `ground_truth` / `target` field.
 pub fn gold_answers(v: &Value) -> Result<Vec<String>, String> {
+    Ok(golds(v)?.into_iter().map(|g| g.0).collect())
+}
+
+/// The last `n` bytes of `s` (from a character boundary).
+fn tail(s: &str, n: usize) -> &str {
+    if s.len() <= n {
+        return s;
+    }
+    let mut k = s.len() - n;
+    while !s.is_char_boundary(k) {
+        k += 1;
+    }
+    &s[k..]
+}
+
+/// [`gold_answers`], each with whether it was written in plain text (no `$`, no backslash:
+/// `1,22` is then a decimal comma, as Math-Verify's expression extraction reads it).
+fn golds(v: &Value) -> Result<Vec<(String, bool)>, String> {
     match v {
-        Value::String(s) => Ok(vec![extract_ground_truth(s).0]),
-        Value::Number(n) => Ok(vec![n.to_string()]),
+        Value::String(s) => Ok(vec![(
+            extract_ground_truth(tail(s, 1 << 16)).0,
+            !s.contains(['$', '\\']),
+        )]),
+        Value::Number(n) => Ok(vec![(n.to_string(), true)]),
         Value::Array(xs) if !xs.is_empty() => {
             let mut out = Vec::new();
             for x in xs {
-                out.extend(gold_answers(x)?);
+                out.extend(golds(x)?);
             }
             Ok(out)
         }
         Value::Object(m) => {
             for k in ["answer", "ground_truth", "target", "answers"] {
                 if let Some(x) = m.get(k) {
-                    return gold_answers(x);
+                    return golds(x);
                 }
             }
             Err(
@@ -991,6 +1242,19 @@ pub fn gold_answers(v: &Value) -> Result<Vec<String>, String> {
     }
 }
 
+impl MathConfig {
+    /// The extraction modes of [`MathConfig::extraction`].
+    pub fn modes(&self) -> Modes<'_> {
+        let has = |e| self.extraction.contains(&e);
+        Modes {
+            latex: has(Extraction::Latex),
+            expression: has(Extraction::Expression),
+            last_number: self.last_number_fallback,
+            choices: has(Extraction::String).then_some(&self.choices[..]),
+        }
+    }
+}
+
 impl Verifier for MathVerifier {
     fn name(&self) -> &str {
         "math"
@@ -999,23 +1263,34 @@ impl Verifier for MathVerifier {
     fn verify(&self, input: &VerifyInput<'_>) -> Outcome {
         let cfg = &self.cfg;
         let map = &cfg.rewards;
-        let golds = match gold_answers(input.ground_truth) {
+        let golds = match golds(input.ground_truth) {
             Ok(g) => g,
             Err(e) => return Outcome::error(map, e),
         };
+        let golds_json: Vec<&str> = golds.iter().map(|g| g.0.as_str()).collect();
         if input.response.len() > cfg.max_response_bytes {
             return Outcome::with_status(
                 Status::Invalid,
                 map,
                 json!({"reason": format!("response longer than {} bytes", cfg.max_response_bytes),
-                    "ground_truth": golds}),
+                    "ground_truth": golds_json}),
             );
         }
-        let Some((pred, method)) = extract_answer(input.response, cfg.last_number_fallback) else {
+        let mut budget = Budget::new(cfg.work_budget);
+        let text = tail(input.response, cfg.scan_bytes);
+        if budget.spend(text.len() as u64 / 64).is_err() {
+            return Outcome::with_status(
+                Status::Error,
+                map,
+                json!({"reason": format!("work budget of {} units exhausted", cfg.work_budget),
+                    "ground_truth": golds_json}),
+            );
+        }
+        let Some((pred, method)) = extract_with(text, &cfg.modes()) else {
             return Outcome::with_status(
                 Status::Invalid,
                 map,
-                json!({"reason": "no answer found", "ground_truth": golds}),
+                json!({"reason": "no answer found", "ground_truth": golds_json}),
             );
         };
         if pred.chars().count() > cfg.max_answer_chars {
@@ -1023,17 +1298,16 @@ impl Verifier for MathVerifier {
                 Status::Invalid,
                 map,
                 json!({"reason": format!("answer longer than {} characters", cfg.max_answer_chars),
-                    "extracted_by": method.as_str(), "ground_truth": golds}),
+                    "extracted_by": method.as_str(), "ground_truth": golds_json}),
             );
         }
         // a number in plain text (`Answer: 3,75`) may use a decimal comma
         let plain_comma = cfg.decimal_comma
             || (!matches!(method, Method::Boxed | Method::FinalMath)
                 && !pred.contains(['$', '\\']));
-        let mut budget = Budget::new(cfg.work_budget);
         let mut reasons = Vec::new();
         let mut status = Status::Incorrect;
-        for g in &golds {
+        for (g, plain) in &golds {
             if g.chars().count() > cfg.max_answer_chars {
                 reasons.push(format!(
                     "ground truth `{}…` too long",
@@ -1042,7 +1316,11 @@ impl Verifier for MathVerifier {
                 status = Status::Error;
                 continue;
             }
-            match compare_with(g, &pred, plain_comma, cfg, &mut budget) {
+            let commas = (
+                cfg.decimal_comma || (*plain && plain_decimal_comma(g)),
+                plain_comma,
+            );
+            match compare_with(g, &pred, commas, cfg, &mut budget) {
                 Verdict::Equal(how) => {
                     return Outcome::with_status(
                         Status::Correct,
@@ -1080,7 +1358,7 @@ impl Verifier for MathVerifier {
             status,
             map,
             json!({"extracted": pred, "extracted_by": method.as_str(),
-                "ground_truth": golds, "reason": reasons.join("; ")}),
+                "ground_truth": golds_json, "reason": reasons.join("; ")}),
         )
     }
 }

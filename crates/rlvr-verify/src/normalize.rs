@@ -108,6 +108,36 @@ fn outer_braces(t: &str) -> Option<&str> {
     (depth == 0).then_some(inner)
 }
 
+/// Whether a ground truth written in plain text reads as a number with a decimal comma (as
+/// Math-Verify's expression extraction reads `1,22` and `0,111`): two decimals, or a leading
+/// `0,`. `-2,1` stays the list of two roots it is in MATH.
+pub fn plain_decimal_comma(s: &str) -> bool {
+    static GOLD_COMMA: OnceLock<Regex> = OnceLock::new();
+    re(&GOLD_COMMA, r"^[+-]?(?:0,\d+|\d+,\d{2})$").is_match(s.trim())
+}
+
+/// `\\cmd` → `\cmd` where exactly two backslashes stand before a letter.
+fn undouble_commands(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut k = 0;
+    let mut copied = 0;
+    while k < b.len() {
+        if b[k] != b'\\' {
+            k += 1;
+            continue;
+        }
+        let run = b[k..].iter().take_while(|&&c| c == b'\\').count();
+        if run == 2 && b.get(k + 2).is_some_and(u8::is_ascii_alphabetic) {
+            out.push_str(&s[copied..=k]);
+            copied = k + 2;
+        }
+        k += run;
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
 /// Normalised form of an answer. `decimal_comma` reads `3,5` as 3.5.
 pub fn normalize(ans: &str, decimal_comma: bool) -> String {
     static SPACES: OnceLock<Regex> = OnceLock::new();
@@ -120,10 +150,34 @@ pub fn normalize(ans: &str, decimal_comma: bool) -> String {
     static DEGREES: OnceLock<Regex> = OnceLock::new();
     static CONNECTIVE: OnceLock<Regex> = OnceLock::new();
 
+    static BRACED_COMMA: OnceLock<Regex> = OnceLock::new();
+    static LAST_ROW: OnceLock<Regex> = OnceLock::new();
     let mut s = ans.trim().to_string();
-    // outer math delimiters
+    // `14{,}916` / `14 {, }916`; a row separator ending a matrix (`… \\\\ \end{pmatrix}`)
+    if s.contains('{') {
+        s = re(&BRACED_COMMA, r"(\d)\s*\{\s*,\s*\}\s*(\d)")
+            .replace_all(&s, "$1,$2")
+            .into_owned();
+        s = re(&LAST_ROW, r"\\\\\s*\\end\{")
+            .replace_all(&s, "\\end{")
+            .into_owned();
+    }
+    // commands written with a doubled backslash (`\\frac`, `\\left(` of escaped text): a row
+    // separator is never followed by a letter in an answer
+    if s.contains("\\\\") {
+        s = undouble_commands(&s);
+    }
+    // outer math delimiters (and quotes around an answer: `"$12$ and $13$"`)
     loop {
         let t = s.trim();
+        if let Some(x) = t
+            .strip_prefix("\\\"")
+            .and_then(|x| x.strip_suffix("\\\""))
+            .or_else(|| t.strip_prefix('"').and_then(|x| x.strip_suffix('"')))
+        {
+            s = x.to_string();
+            continue;
+        }
         let stripped = t
             .strip_prefix("$$")
             .and_then(|x| x.strip_suffix("$$"))
@@ -219,7 +273,7 @@ pub fn normalize(ans: &str, decimal_comma: bool) -> String {
             .replace_all(&s, "\\frac{$1}{$2}")
             .into_owned();
     }
-    if re(&THOUSANDS, r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$").is_match(&s) {
+    if re(&THOUSANDS, r"^[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d+)?$").is_match(&s) {
         s = s.replace(',', "");
     } else if decimal_comma && re(&DEC_COMMA, r"^[+-]?\d+,\d+$").is_match(&s) {
         s = s.replace(',', ".");

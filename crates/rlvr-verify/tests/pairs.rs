@@ -173,9 +173,13 @@ const PAIRS: &[(&str, &str, bool)] = &[
         true,
     ),
     ("x \\in [-2,7]", "[-2,7]", true),
-    ("[-2,7]", "-2 \\le x \\le 7", true),
-    ("(5,\\infty)", "x > 5", true),
-    ("(-\\infty, 0]", "x \\leq 0", true),
+    // a gold inequality accepts its interval; a gold interval is not answered by an
+    // inequality unless `relation_matches_set` (Math-Verify's default asymmetry)
+    ("-2 \\le x \\le 7", "[-2,7]", true),
+    ("x > 5", "(5,\\infty)", true),
+    ("x \\leq 0", "(-\\infty, 0]", true),
+    ("[-2,7]", "-2 \\le x \\le 7", false),
+    ("(5,\\infty)", "x > 5", false),
     (
         "\\left(\\frac{3}{5},\\frac{8}{3}\\right]",
         "(0.6, 8/3]",
@@ -189,8 +193,8 @@ const PAIRS: &[(&str, &str, bool)] = &[
     ("(-\\infty, 0]", "(-\\infty, 0)", false),
     ("(3,4]", "[3,4]", false),
     ("(2,\\infty)", "(-\\infty,2)", false),
-    ("(5,\\infty)", "x \\ge 5", false),
-    ("[-2,7]", "-2 < x < 7", false),
+    ("x \\ge 5", "(5,\\infty)", false),
+    ("-2 < x < 7", "[-2,7]", false),
     ("(0,9) \\cup (9,36)", "(0,36)", false),
     // --- sets and lists
     (

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use rlvr_verify::expr::{lex, Budget, Parser};
-use rlvr_verify::math::{answers_equal, MathVerifier};
+use rlvr_verify::math::{answers_equal, Extraction, MathConfig, MathVerifier};
 use rlvr_verify::{Verifier, VerifyInput};
 use serde_json::Value;
 
@@ -83,6 +83,25 @@ fn fragment() -> impl Strategy<Value = String> {
             Just("Final answer: ".to_string()),
             Just("$\\boxed{2}$ and $\\boxed{".to_string()),
         ],
+        // the forms read since the Math-Verify test-suite comparison
+        prop_oneof![
+            Just("\\quad".to_string()),
+            Just("\\text{ for part (a) and }".to_string()),
+            Just(" papers and ".to_string()),
+            Just("{,}".to_string()),
+            Just("\\\\frac".to_string()),
+            Just("\\\\left(".to_string()),
+            Just("p=5,q=2;".to_string()),
+            Just("|AB|=".to_string()),
+            Just("f(x)<".to_string()),
+            Just("1000,99".to_string()),
+            Just("0,111".to_string()),
+            Just("Final Answer: The final answer is $".to_string()),
+            Just(". I hope it is correct.".to_string()),
+            Just("(B)".to_string()),
+            Just("**C**".to_string()),
+            Just("\\\\ \\end{pmatrix}".to_string()),
+        ],
     ]
 }
 
@@ -109,7 +128,12 @@ proptest! {
 
     #[test]
     fn verifier_never_panics_and_is_bounded(gold in latexish(), pred in latexish(), raw in ".{0,200}") {
-        let v = MathVerifier::default();
+        let all_modes = MathVerifier::new(MathConfig {
+            extraction: vec![Extraction::String, Extraction::Latex, Extraction::Expression],
+            relation_matches_set: true,
+            ..MathConfig::default()
+        });
+        for v in [MathVerifier::default(), all_modes] {
         for resp in [format!("\\boxed{{{pred}}}"), raw.clone(), format!("The answer is {pred}.")] {
             let gt = Value::String(gold.clone());
             let t = Instant::now();
@@ -117,6 +141,7 @@ proptest! {
             prop_assert!(t.elapsed() < BOUND, "{resp:?} vs {gold:?} took {:?}", t.elapsed());
             prop_assert!(o.score.is_finite());
             prop_assert!(o.details.is_object());
+        }
         }
     }
 
