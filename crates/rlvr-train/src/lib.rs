@@ -48,7 +48,7 @@ pub use advantages::{
     compute_advantages, AdvantageEstimator, AdvantageInputs, AdvantageParams, GrpoConfig, StdKind,
 };
 pub use agg::{agg_loss, agg_loss_local, LossAggMode, Normaliser};
-pub use config::{AlgorithmConfig, PRESETS};
+pub use config::{AlgorithmConfig, Needs, PRESETS};
 pub use error::{Result, TrainError};
 pub use kl::KlEstimator;
 pub use policy::{ppo_clip_loss, ClipConfig, PolicyLoss};
