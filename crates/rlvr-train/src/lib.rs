@@ -35,13 +35,17 @@ pub mod config;
 pub mod dapo;
 pub mod entropy;
 pub mod error;
+pub mod estimators;
 pub mod golden;
+pub mod golden_losses;
 pub mod host;
 pub mod kl;
+pub mod losses;
 pub mod metrics;
 pub mod optim;
 pub mod policy;
 pub mod preference;
+pub mod rollout_correction;
 pub mod value;
 
 pub use advantages::{
