@@ -92,3 +92,72 @@ fn losses_golden_f32() {
     assert_coverage(&rep);
     assert_all(&rep);
 }
+
+fn golden() -> Option<serde_json::Value> {
+    Some(read_json(&require_shared("golden/losses.json")?))
+}
+
+fn ratio(rep: &LossesReport, field: &str) -> f64 {
+    rep.fields[field].1.worst_ratio
+}
+
+#[test]
+fn a_wrong_golden_number_is_caught() {
+    let Some(mut g) = golden() else { return };
+    // a gradient off by 1e-7 relative, a rollout metric, a NaN entry made finite
+    let x = &mut g["cases"][3]["policy_losses"][38]["grad_log_prob"][2][1];
+    *x = serde_json::json!(x.as_f64().unwrap() * (1.0 + 1e-7) + 1e-11);
+    let dec = &mut g["cases"][2]["rollout_correction"]["decoupled"][3]["metrics"];
+    dec["rollout_corr/rollout_rs_seq_sum_k1_std"] = serde_json::json!(0.5);
+    let grad0 = g["cases"][0]["rollout_correction"]["bypass"][0]["grad_log_prob"].clone();
+    let byp = &mut g["cases"][0]["rollout_correction"]["bypass"][2];
+    byp["nan_loss"] = serde_json::json!(false);
+    byp["loss"] = serde_json::json!(0.0);
+    byp["grad_log_prob"] = grad0;
+    let rep = check_losses_golden(&g, DType::F64).unwrap();
+    assert!(!rep.passed());
+    assert!(ratio(&rep, "policy_loss.geo_mean.grad_log_prob") > 1.0);
+    assert!(ratio(&rep, "rollout_correction.rollout_rs_seq_sum_k1_std") > 1.0);
+    assert!(ratio(&rep, "rollout_correction.bypass.loss") > 1.0);
+    assert!(ratio(&rep, "policy_loss.gspo.loss") <= 1.0);
+}
+
+#[test]
+fn a_wrong_formula_is_caught() {
+    let Some(mut g) = golden() else { return };
+    // perturbed inputs stand in for a wrong formula: every quantity that reads them must fail
+    let lp = &mut g["cases"][1]["log_prob"][0][0];
+    *lp = serde_json::json!(lp.as_f64().unwrap() + 1e-3);
+    let sps = &mut g["cases"][2]["sum_pi_squared"][1][0];
+    *sps = serde_json::json!(sps.as_f64().unwrap() + 0.1);
+    let rw = &mut g["cases"][0]["reward_components"]["values"][0][1];
+    *rw = serde_json::json!(rw.as_f64().unwrap() + 0.25);
+    let rep = check_losses_golden(&g, DType::F64).unwrap();
+    for f in [
+        "policy_loss.dppo_kl.grad_log_prob",
+        "policy_loss.sapo.loss",
+        "policy_loss.geo_mean.loss",
+        "rollout_correction.bypass.loss",
+        "advantages.optimal_token_baseline",
+        "advantages.gdpo",
+    ] {
+        assert!(ratio(&rep, f) > 1.0, "{f} did not notice");
+    }
+    assert!(ratio(&rep, "advantages.opo") <= 1.0);
+    // a refusal that is not refused is an error too
+    let mut g2 = golden().unwrap();
+    g2["cases"][1]["index"][12] = serde_json::json!("p2");
+    let rep = check_losses_golden(&g2, DType::F64).unwrap();
+    assert!(ratio(&rep, "advantages.grpo_passk.error") > 1.0);
+}
+
+#[test]
+fn malformed_golden_is_an_error() {
+    use serde_json::json;
+    assert!(check_losses_golden(&json!({}), DType::F64).is_err());
+    assert!(check_losses_golden(&json!({"cases": [{"index": ["a"]}]}), DType::F64).is_err());
+    assert!(check_losses_golden(&json!({"cases": []}), DType::BF16).is_err());
+    assert!(!check_losses_golden(&json!({"cases": []}), DType::F64)
+        .unwrap()
+        .passed());
+}
