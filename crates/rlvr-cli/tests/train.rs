@@ -486,3 +486,52 @@ fn a_user_checkpoint_trains_on_a_user_dataset() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("data.jsonl:2"), "{err}");
 }
+
+#[test]
+fn every_new_loss_and_correction_preset_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    for preset in [
+        "gspo",
+        "cispo",
+        "sapo",
+        "gpg",
+        "gmpo",
+        "clip_cov",
+        "kl_cov",
+        "dppo_tv",
+        "dppo_kl",
+        "grpo_tis",
+        "grpo_icepop",
+        "grpo_bypass",
+    ] {
+        let run = tmp.path().join(preset);
+        let summary = run_json(
+            rlvr(&cache)
+                .arg("train")
+                .args([
+                    "--config",
+                    configs().join(format!("{preset}.toml")).to_str().unwrap(),
+                ])
+                .args(["--run-dir", run.to_str().unwrap()])
+                .args(sets(&[
+                    "trainer.steps=2",
+                    "eval.before=false",
+                    "eval.after=false",
+                ])),
+        );
+        assert_eq!(summary["algorithm"], preset);
+        let metrics = read_lines(&run.join("metrics.jsonl"));
+        assert_eq!(metrics.len(), 2, "{preset}");
+        for m in &metrics {
+            let loss = m["actor/loss"].as_f64().unwrap_or(f64::NAN);
+            assert!(loss.is_finite(), "{preset}: {m}");
+            assert_eq!(m["actor/skipped_updates"], 0, "{preset}: {m}");
+            assert!(m["actor/updates"].as_u64().unwrap() >= 1, "{preset}: {m}");
+            if preset.starts_with("grpo_") {
+                // the mismatch metrics of the rollout correction
+                assert!(m["rollout_corr/kl"].is_number(), "{preset}: {m}");
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! steps its critic on the same mini-batch. On-policy (one epoch, one mini-batch), the update's
 //! own log-probs, detached, are the old log-probs.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
@@ -11,8 +12,10 @@ use rlvr_model::Mode;
 use rlvr_train::agg::Normaliser;
 use rlvr_train::entropy::{entropy_from_logits, entropy_loss};
 use rlvr_train::kl::{kl_loss, kl_penalty};
+use rlvr_train::losses::PolicyLossInputs;
 use rlvr_train::optim::{global_grad_norm, GradAccumulator};
 use rlvr_train::policy::ppo_clip_loss;
+use rlvr_train::rollout_correction::compute_rollout_correction;
 
 use crate::batch::{logprobs_from_logits, pack, response_logits, rows_to_tensor, Packed};
 use crate::error::{LoopError, Result};
@@ -122,6 +125,8 @@ struct MicroOut {
     clipfrac: f64,
     clipfrac_lower: f64,
     ppo_kl: f64,
+    /// The registry loss's and the rollout correction's other metrics (`rollout_corr/…`).
+    extra: BTreeMap<String, f64>,
     /// On-policy only (the old pass was skipped): KL to the reference, entropy (sum, count),
     /// sampler mismatch (sum of |Δ|, count) from the detached log-probs.
     on_policy: Option<OnPolicyStats>,
@@ -142,6 +147,8 @@ struct UpdateStats {
     clipfracs_lower: Vec<(f64, f64)>,
     ppo_kls: Vec<(f64, f64)>,
     kl_ref: Vec<(f64, f64)>,
+    /// Sums of value × tokens and tokens per extra metric.
+    extra: BTreeMap<String, (f64, f64)>,
     entropy: Option<(f64, f64)>,
     entropy_ok: bool,
     mismatch: (f64, f64),
@@ -264,7 +271,18 @@ impl Trainer<'_> {
             mc.field(|r| &r.old)?
         };
         let adv = mc.field(|r| &r.adv)?;
-        let pl = ppo_clip_loss(&logp, &old, &adv, &mc.mask, &algo.clip, norm)?;
+        let pl = if algo.uses_loss_registry() {
+            self.registry_loss(mc, &logp, &old, &adv, norm)?
+        } else {
+            let pl = ppo_clip_loss(&logp, &old, &adv, &mc.mask, &algo.clip, norm)?;
+            LossParts {
+                loss: pl.loss,
+                clipfrac: pl.clipfrac,
+                clipfrac_lower: pl.clipfrac_lower,
+                ppo_kl: pl.ppo_kl,
+                extra: BTreeMap::new(),
+            }
+        };
         let mut loss = pl.loss.clone();
         if algo.kl.use_kl_loss {
             let reference = mc.field(|r| &r.reference)?;
@@ -287,7 +305,54 @@ impl Trainer<'_> {
             clipfrac: pl.clipfrac,
             clipfrac_lower: pl.clipfrac_lower,
             ppo_kl: pl.ppo_kl,
+            extra: pl.extra,
             on_policy,
+        })
+    }
+
+    /// The registry's policy loss (`algorithm.policy_loss.loss_mode`), after the rollout
+    /// correction when one is configured: IS weights from `λ = logπ_old − logπ_rollout`
+    /// multiply the per-token loss and rejected tokens leave the mask. `bypass_mode` takes the
+    /// sampler's log-probs as the old ones.
+    fn registry_loss(
+        &self,
+        mc: &Micro<'_>,
+        logp: &Tensor,
+        old: &Tensor,
+        adv: &Tensor,
+        norm: &Normaliser,
+    ) -> Result<LossParts> {
+        let algo = &self.cfg.algorithm;
+        let rollout = mc.field(|r| &r.rollout)?;
+        let mut extra = BTreeMap::new();
+        let (mut mask, mut weights) = (mc.mask.clone(), None);
+        if let Some(rc) = &algo.rollout_correction {
+            let c = compute_rollout_correction(old, &rollout, &mc.mask, rc)?;
+            weights = c.rollout_is_weights;
+            if let Some(m) = c.modified_response_mask {
+                mask = m;
+            }
+            extra.extend(c.metrics);
+        }
+        let bypass = algo.policy_loss.loss_mode == "bypass_mode";
+        let inputs = PolicyLossInputs {
+            old_log_prob: if bypass { &rollout } else { old },
+            log_prob: logp,
+            advantages: adv,
+            response_mask: &mask,
+            rollout_is_weights: weights.as_ref(),
+            normaliser: Some(*norm),
+            clip_cov_selection: None,
+        };
+        let out = algo.actor_loss().compute(&inputs)?;
+        extra.extend(out.metrics);
+        let mut take = |k: &str| extra.remove(k).unwrap_or(0.0);
+        Ok(LossParts {
+            loss: out.loss,
+            clipfrac: take("actor/pg_clipfrac"),
+            clipfrac_lower: take("actor/pg_clipfrac_lower"),
+            ppo_kl: take("actor/ppo_kl"),
+            extra,
         })
     }
 
@@ -404,6 +469,9 @@ impl Trainer<'_> {
         m.set("actor/updates", st.updates);
         m.set("actor/skipped_updates", st.skipped);
         m.set("actor/optimizer_steps", self.opt.steps());
+        for (k, (sum, w)) in &st.extra {
+            m.set(k, sum / w.max(1e-12));
+        }
         if b.old.is_none() {
             if !st.kl_ref.is_empty() {
                 m.set("actor/kl_ref", weighted_mean(&st.kl_ref));
@@ -428,11 +496,27 @@ impl Trainer<'_> {
     }
 }
 
+/// A policy loss and its metrics.
+struct LossParts {
+    loss: Tensor,
+    clipfrac: f64,
+    clipfrac_lower: f64,
+    ppo_kl: f64,
+    extra: BTreeMap<String, f64>,
+}
+
 /// Adds one micro-batch's metrics (on-policy: only from the first pass over the batch).
 fn record_micro(out: &MicroOut, st: &mut UpdateStats) {
     st.clipfracs.push((out.clipfrac, out.tokens));
     st.clipfracs_lower.push((out.clipfrac_lower, out.tokens));
     st.ppo_kls.push((out.ppo_kl, out.tokens));
+    for (k, v) in &out.extra {
+        if v.is_finite() {
+            let e = st.extra.entry(k.clone()).or_insert((0.0, 0.0));
+            e.0 += v * out.tokens;
+            e.1 += out.tokens;
+        }
+    }
     if let Some(op) = &out.on_policy {
         if let Some(k) = op.kl_ref {
             st.kl_ref.push((k, out.tokens));

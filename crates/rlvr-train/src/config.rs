@@ -9,8 +9,10 @@ use crate::agg::LossAggMode;
 use crate::dapo::{DynamicSamplingConfig, OverlongConfig};
 use crate::error::{Result, TrainError};
 use crate::kl::KlEstimator;
+use crate::losses::{ActorLossConfig, PolicyLossParams};
 use crate::optim::OptimConfig;
 use crate::policy::ClipConfig;
+use crate::rollout_correction::RolloutCorrectionConfig;
 
 /// KL regularisation towards the reference policy.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -134,9 +136,42 @@ pub struct AlgorithmConfig {
     pub overlong_filter: bool,
     /// Policy optimiser.
     pub optim: OptimConfig,
+    /// The policy loss, as verl's `actor.policy_loss` (`loss_mode` from the registry
+    /// [`crate::losses::POLICY_LOSSES`] and its parameters; default `vanilla`: PPO clip with
+    /// `clip`).
+    pub policy_loss: PolicyLossParams,
+    /// SAPO's temperature for `A > 0` (verl's `tau_pos`; default 1.0).
+    pub tau_pos: f64,
+    /// SAPO's temperature for `A ≤ 0` (verl's `tau_neg`; default 1.05).
+    pub tau_neg: f64,
+    /// Correction for sampler/trainer log-prob mismatch (verl's
+    /// `algorithm.rollout_correction`: truncated or masked IS at token or sequence level,
+    /// rejection sampling, IcePop; `None` = off).
+    pub rollout_correction: Option<RolloutCorrectionConfig>,
 }
 
 impl AlgorithmConfig {
+    /// Whether the update runs the registry's policy loss rather than the built-in PPO clip
+    /// loss (any `loss_mode` but `vanilla`, or a rollout correction).
+    pub fn uses_loss_registry(&self) -> bool {
+        self.policy_loss.loss_mode != "vanilla" || self.rollout_correction.is_some()
+    }
+
+    /// The registry's loss settings (verl's `ActorConfig` fields) from this config.
+    pub fn actor_loss(&self) -> ActorLossConfig {
+        ActorLossConfig {
+            clip_ratio: self.clip.clip_ratio_low,
+            clip_ratio_low: Some(self.clip.clip_ratio_low),
+            clip_ratio_high: Some(self.clip.clip_ratio_high),
+            clip_ratio_c: self.clip.clip_ratio_c,
+            tau_pos: self.tau_pos,
+            tau_neg: self.tau_neg,
+            loss_agg_mode: self.loss_agg_mode,
+            loss_scale_factor: self.loss_scale_factor,
+            policy_loss: self.policy_loss.clone(),
+        }
+    }
+
     /// What this algorithm needs per batch when the policy takes `updates_per_batch`
     /// optimiser steps on it (epochs × mini-batches; 1 is on-policy).
     pub fn needs(&self, updates_per_batch: usize) -> Needs {
@@ -171,12 +206,16 @@ impl Default for AlgorithmConfig {
             overlong: None,
             overlong_filter: false,
             optim: OptimConfig::default(),
+            policy_loss: PolicyLossParams::default(),
+            tau_pos: 1.0,
+            tau_neg: 1.05,
+            rollout_correction: None,
         }
     }
 }
 
 /// Names of the presets.
-pub const PRESETS: [&str; 8] = [
+pub const PRESETS: [&str; 20] = [
     "grpo",
     "dr_grpo",
     "dapo",
@@ -185,6 +224,18 @@ pub const PRESETS: [&str; 8] = [
     "reinforce_plus_plus_baseline",
     "remax",
     "ppo",
+    "gspo",
+    "cispo",
+    "sapo",
+    "gpg",
+    "gmpo",
+    "clip_cov",
+    "kl_cov",
+    "dppo_tv",
+    "dppo_kl",
+    "grpo_tis",
+    "grpo_icepop",
+    "grpo_bypass",
 ];
 
 impl AlgorithmConfig {
@@ -266,8 +317,65 @@ impl AlgorithmConfig {
                 critic: Some(CriticConfig::default()),
                 ..base
             },
+            "gspo" | "cispo" | "sapo" | "gpg" | "gmpo" | "clip_cov" | "kl_cov" | "dppo_tv"
+            | "dppo_kl" => Self::loss_preset(name, base)?,
+            "grpo_tis" | "grpo_icepop" | "grpo_bypass" => Self::correction_preset(name, base)?,
             _ => return Err(TrainError::unknown("algorithm preset", name, &PRESETS)),
         };
+        Ok(cfg)
+    }
+
+    /// The presets of the newer policy losses: GRPO advantages, the registry's loss with the
+    /// clip ranges of its paper or verl's example script, no KL unless the recipe has it.
+    fn loss_preset(name: &str, base: AlgorithmConfig) -> Result<Self> {
+        let clip = |lo: f64, hi: f64| ClipConfig {
+            clip_ratio_low: lo,
+            clip_ratio_high: hi,
+            ..ClipConfig::default()
+        };
+        let (mode, clip, agg) = match name {
+            "gspo" => ("gspo", clip(3e-4, 4e-4), LossAggMode::SeqMeanTokenMean),
+            "cispo" => ("cispo", clip(10.0, 0.2), LossAggMode::TokenMean),
+            "sapo" => ("sapo", clip(0.2, 0.2), LossAggMode::SeqMeanTokenMean),
+            "gpg" => ("gpg", clip(0.2, 0.2), LossAggMode::TokenMean),
+            "gmpo" => ("geo_mean", clip(0.4, 0.4), LossAggMode::SeqMeanTokenMean),
+            "clip_cov" => ("clip_cov", clip(0.2, 0.2), LossAggMode::TokenMean),
+            "kl_cov" => ("kl_cov", clip(0.2, 0.2), LossAggMode::TokenMean),
+            "dppo_tv" => ("dppo_tv", clip(0.15, 0.15), LossAggMode::TokenMean),
+            "dppo_kl" => ("dppo_kl", clip(0.05, 0.05), LossAggMode::TokenMean),
+            _ => return Err(TrainError::unknown("loss preset", name, &PRESETS)),
+        };
+        Ok(AlgorithmConfig {
+            policy_loss: PolicyLossParams {
+                loss_mode: mode.into(),
+                ..PolicyLossParams::default()
+            },
+            clip,
+            loss_agg_mode: agg,
+            kl: KlConfig::default(),
+            ..base
+        })
+    }
+
+    /// GRPO with a rollout correction (verl's presets): token-level truncated IS
+    /// (`decoupled_token_is`), IcePop (`decoupled_token_icepop`), or the 2-policy bypass mode
+    /// with PPO clip against the sampler's log-probs (`bypass_ppo_clip`).
+    fn correction_preset(name: &str, base: AlgorithmConfig) -> Result<Self> {
+        let preset = match name {
+            "grpo_tis" => "decoupled_token_is",
+            "grpo_icepop" => "decoupled_token_icepop",
+            _ => "bypass_ppo_clip",
+        };
+        let rc = RolloutCorrectionConfig::preset(preset)?;
+        let mut cfg = AlgorithmConfig {
+            rollout_correction: Some(rc.clone()),
+            ..base
+        };
+        if rc.bypass_mode {
+            cfg.policy_loss.loss_mode = "bypass_mode".into();
+            cfg.policy_loss.rollout_correction = Some(rc);
+            cfg.rollout_correction = None;
+        }
         Ok(cfg)
     }
 
@@ -284,7 +392,17 @@ impl AlgorithmConfig {
 
     /// Checks value ranges (clip ratios, coefficients, γ/λ in [0, 1], critic for `gae`).
     pub fn validate(&self) -> Result<()> {
-        self.clip.validate()?;
+        if self.policy_loss.loss_mode == "cispo" {
+            // CISPO truncates a detached ratio: a lower range of 1 or more means no lower clip
+            ClipConfig {
+                clip_ratio_low: 0.0,
+                ..self.clip
+            }
+            .validate()?;
+        } else {
+            self.clip.validate()?;
+        }
+        crate::losses::policy_loss_fn(&self.policy_loss.loss_mode)?;
         if !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.lam) {
             return Err(TrainError::Input(format!(
                 "gamma and lam must lie in [0, 1] (got {}, {})",
