@@ -26,8 +26,8 @@ use crate::critic::Critic;
 use crate::error::{LoopError, Result};
 use crate::prompts::{prompt_text_and_ids, PromptSource};
 use crate::step_rewards::{placement, token_ends, token_of, StepRewardMode};
-use rlvr_eval::verify_pool::verify_jobs;
-use rlvr_eval::verify_pool::{verify_all, Verifiers};
+use rlvr_eval::jobs::verify_jobs;
+use rlvr_rewards::{verify_all, Verifiers};
 
 /// Logits of a micro-batch above this many elements are not materialised for the entropy
 /// metric (it is then reported as null).
