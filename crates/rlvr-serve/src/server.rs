@@ -988,3 +988,150 @@ fn run_job(
     };
     body.map_err(|e| ApiError::internal(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server answers for a body that does not deserialize: status and `param`.
+    fn why(body: &str, chat: bool) -> (u16, Option<String>, String) {
+        let err = if chat {
+            serde_json::from_str::<ChatCompletionRequest>(body).err()
+        } else {
+            serde_json::from_str::<CompletionRequest>(body).err()
+        }
+        .unwrap_or_else(|| panic!("{body} deserializes"));
+        let e = diagnose(body.as_bytes(), chat, err);
+        (e.status, e.body.param, e.body.message)
+    }
+
+    #[test]
+    fn bodies_that_do_not_deserialize_name_the_field() {
+        let cases: &[(&str, bool, Option<&str>, &str)] = &[
+            ("{not json", false, None, "not valid JSON"),
+            ("", true, None, "not valid JSON"),
+            ("[1]", false, None, "must be a JSON object"),
+            ("null", true, None, "must be a JSON object"),
+            (
+                r#"{"model": 3, "prompt": "x"}"#,
+                false,
+                Some("model"),
+                "`model` must be",
+            ),
+            (r#"{}"#, false, Some("prompt"), "`prompt` is required"),
+            (
+                r#"{"prompt": null}"#,
+                false,
+                Some("prompt"),
+                "`prompt` is required",
+            ),
+            (
+                r#"{"prompt": [1, "a"]}"#,
+                false,
+                Some("prompt"),
+                "got [1,\"a\"]",
+            ),
+            (r#"{"prompt": "x", "n": -1}"#, false, Some("n"), "got -1"),
+            (
+                r#"{"prompt": "x", "top_p": "a"}"#,
+                false,
+                Some("top_p"),
+                "a number",
+            ),
+            (
+                r#"{"prompt": "x", "top_k": 0.5}"#,
+                false,
+                Some("top_k"),
+                "an integer",
+            ),
+            (
+                r#"{"prompt": "x", "max_tokens": 1e99}"#,
+                false,
+                Some("max_tokens"),
+                "positive",
+            ),
+            (
+                r#"{"prompt": "x", "stop": {"a": 1}}"#,
+                false,
+                Some("stop"),
+                "a string or",
+            ),
+            (
+                r#"{"prompt": "x", "seed": "s"}"#,
+                false,
+                Some("seed"),
+                "non-negative",
+            ),
+            (
+                r#"{"model": "m"}"#,
+                true,
+                Some("messages"),
+                "`messages` is required",
+            ),
+            (
+                r#"{"messages": {"role": "user"}}"#,
+                true,
+                Some("messages"),
+                "a list",
+            ),
+            (
+                r#"{"messages": [5]}"#,
+                true,
+                Some("messages[0]"),
+                "must be an object",
+            ),
+            (
+                r#"{"messages": [{"role": "user", "content": "a"}, {"role": 1}]}"#,
+                true,
+                Some("messages[1].role"),
+                "must be a string",
+            ),
+            (
+                r#"{"messages": [{"role": "user", "content": [{"image": 1}]}]}"#,
+                true,
+                Some("messages[0].content"),
+                "list of text parts",
+            ),
+            (
+                r#"{"messages": [{"role": "user"}], "temperature": []}"#,
+                true,
+                Some("temperature"),
+                "a number",
+            ),
+        ];
+        for &(body, chat, param, text) in cases {
+            let (status, got, message) = why(body, chat);
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(got.as_deref(), param, "{body}: {message}");
+            assert!(message.contains(text), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn requests_deserialize_as_the_server_reads_them() {
+        // No `model`, token-id prompts, `stop` as a string, extensions kept in `extra`.
+        let r: CompletionRequest =
+            serde_json::from_str(r#"{"prompt": [[1, 2], [3]], "stop": "\n", "echo": false}"#)
+                .unwrap();
+        assert_eq!(r.model, "");
+        assert_eq!(
+            r.prompt,
+            PromptInput::TokenBatches(vec![vec![1, 2], vec![3]])
+        );
+        assert_eq!(
+            r.stop.as_ref().map(OneOrMany::to_vec),
+            Some(vec!["\n".to_string()])
+        );
+        assert_eq!(r.extra.get("echo"), Some(&Value::Bool(false)));
+        // Message content: null, absent and text parts all read as text.
+        let r: ChatCompletionRequest = serde_json::from_str(
+            r#"{"messages": [{"role": "system", "content": null}, {"role": "user"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, "b"]}],
+                "max_completion_tokens": 3}"#,
+        )
+        .unwrap();
+        let texts: Vec<&str> = r.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(texts, ["", "", "ab"]);
+        assert_eq!(r.extra["max_completion_tokens"], 3);
+    }
+}
