@@ -252,10 +252,7 @@ fn label(a: LabelArgs) -> Result<()> {
                 out.completions
                     .iter()
                     .map(|c| {
-                        rlvr_rm::model::split_steps(
-                            &rlvr_eval::verify_pool::response_text(c),
-                            &separator,
-                        )
+                        rlvr_rm::model::split_steps(&rlvr_eval::jobs::response_text(c), &separator)
                     })
                     .collect()
             }
@@ -284,7 +281,7 @@ fn label(a: LabelArgs) -> Result<()> {
                     Ok(out
                         .completions
                         .iter()
-                        .map(rlvr_eval::verify_pool::response_text)
+                        .map(rlvr_eval::jobs::response_text)
                         .collect())
                 },
             )

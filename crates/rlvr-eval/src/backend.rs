@@ -13,8 +13,8 @@ use rlvr_rollout::{EngineOptions, RolloutEngine, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::jobs::response_text;
 use crate::prompts::prompt_text_and_ids;
-use crate::verify_pool::response_text;
 
 /// One prompt to sample: its example and the key of its random streams (the problem's index
 /// in the dataset, so the same seed gives the same samples whatever the batching).

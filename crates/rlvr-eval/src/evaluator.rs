@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use rlvr_data::Example;
+use rlvr_rewards::{verify_all, Job, Verifiers};
 use rlvr_verify::{RewardMapping, Status};
 use serde_json::{json, Value};
 
@@ -19,7 +20,6 @@ use crate::error::{EvalError, Result};
 use crate::prompts::metadata;
 use crate::results::{ProblemResult, SampleRecord};
 use crate::summary::check_ks;
-use crate::verify_pool::{verify_all, Job, Verifiers};
 
 /// How to evaluate (besides the backend and the data).
 #[derive(Debug, Clone, PartialEq)]

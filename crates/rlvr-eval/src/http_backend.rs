@@ -1,5 +1,5 @@
 //! [`HttpBackend`]: samples from an OpenAI-compatible server (vLLM, SGLang, `rlvr serve`)
-//! through `rlvr_serve::client` — chat prompts to `/v1/chat/completions` (the server applies
+//! through `rlvr_protocol::client` — chat prompts to `/v1/chat/completions` (the server applies
 //! its chat template), text prompts to `/v1/completions`; `n`, temperature, top-p, top-k,
 //! max tokens, stop strings and seed are sent. Requests run with bounded concurrency, each
 //! with a deadline and retries with backoff; a request that still fails becomes a failed
@@ -10,8 +10,8 @@
 //! server's business (its error is the prompt's failure).
 
 use rlvr_data::Prompt;
-use rlvr_serve::client::{ClientError, ClientOptions, OpenAiClient};
-use rlvr_serve::types::{
+use rlvr_protocol::client::{ClientError, ClientOptions, OpenAiClient};
+use rlvr_protocol::types::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, FinishReason, OneOrMany, PromptInput,
     Usage,
 };

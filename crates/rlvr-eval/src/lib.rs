@@ -1,8 +1,8 @@
 //! Evaluation: building blocks shared by `rlvr train` (held-out evaluation) and `rlvr eval`.
 //!
 //! - [`prompts`]: an example's prompt as text and token ids (chat template or plain text);
-//! - [`verify_pool`]: the verifiers of a run (per `data_source`) and concurrent verification
-//!   with per-call timeouts;
+//! - [`jobs`]: completions → verifier jobs for [`rlvr_rewards`]' pool (the verifiers of a
+//!   run per `data_source`, concurrent verification with per-call timeouts, which moved there);
 //! - [`backend`]: where samples come from ([`Backend`]; [`EngineBackend`] is the in-process
 //!   rollout engine, an OpenAI-compatible HTTP client is another);
 //! - [`evaluator`]: sample `n` per problem, verify, cache per problem ([`evaluate`]);
@@ -19,13 +19,13 @@ pub mod config;
 pub mod error;
 pub mod evaluator;
 pub mod http_backend;
+pub mod jobs;
 pub mod prompts;
 pub mod report;
 pub mod rerank;
 pub mod results;
 pub mod run;
 pub mod summary;
-pub mod verify_pool;
 
 pub use backend::{
     Backend, EngineBackend, EvalPrompt, GenerateParams, PromptFailure, PromptOutcome, SampleOut,

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use rlvr_data::{Example, PromptTemplate};
+use rlvr_rewards::Verifiers;
 use rlvr_store::{RunDir, RunMeta, Store};
 use serde_json::{json, Map, Value};
 
@@ -24,7 +25,6 @@ use crate::evaluator::{evaluate, EvalOutput, StoreCache};
 use crate::report::markdown_report;
 use crate::rerank::{build_reranker, score_samples};
 use crate::summary::summarize;
-use crate::verify_pool::Verifiers;
 
 /// The run's settings file (as in every run directory).
 pub const CONFIG_FILE: &str = "config.resolved.toml";

@@ -11,8 +11,8 @@ use rlvr_eval::backend::{
     Backend, EvalPrompt, GenerateParams, PromptFailure, PromptOutcome, SampleOut,
 };
 use rlvr_eval::evaluator::{evaluate, EvalSettings, NoCache, ProblemCache, StoreCache};
-use rlvr_eval::verify_pool::Verifiers;
 use rlvr_eval::{ProblemResult, Result};
+use rlvr_rewards::Verifiers;
 use rlvr_rollout::SamplingParams;
 use serde_json::json;
 

@@ -14,7 +14,8 @@ use crate::error::Result;
 use crate::metrics::StepMetrics;
 use crate::prompts::prompt_text_and_ids;
 use crate::trainer::{Sample, Trainer};
-use rlvr_eval::verify_pool::{verify_all, verify_jobs};
+use rlvr_eval::jobs::verify_jobs;
+use rlvr_rewards::verify_all;
 
 /// The prompts of one sampling round.
 pub struct Prompts {

@@ -37,5 +37,4 @@ pub mod warmup;
 
 pub use config::TrainConfig;
 pub use error::{LoopError, Result};
-pub use rlvr_eval::verify_pool;
 pub use run::{train, RunOptions};

@@ -22,7 +22,7 @@ use crate::evaluate::{evaluate, EvalResult};
 use crate::prompts::PromptSource;
 use crate::trainer::{Sample, Trainer};
 use crate::warmup;
-use rlvr_eval::verify_pool::Verifiers;
+use rlvr_rewards::Verifiers;
 
 /// How to run.
 #[derive(Clone, Debug, Default)]

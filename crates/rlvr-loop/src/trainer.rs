@@ -32,7 +32,7 @@ use crate::critic::Critic;
 use crate::error::Result;
 use crate::metrics::{data_metrics, StepMetrics};
 use crate::prompts::PromptSource;
-use rlvr_eval::verify_pool::Verifiers;
+use rlvr_rewards::Verifiers;
 
 /// One sampled completion with its verdict.
 #[derive(Clone, Debug)]

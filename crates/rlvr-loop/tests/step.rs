@@ -9,9 +9,9 @@ use rlvr_data::tasks::{ArithmeticConfig, ArithmeticTask};
 use rlvr_loop::builtin::{self, BuiltinModelConfig};
 use rlvr_loop::prompts::PromptSource;
 use rlvr_loop::trainer::Trainer;
-use rlvr_loop::verify_pool::Verifiers;
 use rlvr_loop::TrainConfig;
 use rlvr_model::ModelDir;
+use rlvr_rewards::Verifiers;
 use rlvr_train::optim::AdamW;
 use rlvr_verify::{Outcome, Status, Verifier, VerifyInput};
 
@@ -194,7 +194,7 @@ fn remax_uses_the_greedy_completions_reward_as_baseline() {
     let want: Vec<f64> = greedy
         .completions
         .iter()
-        .map(|c| (rlvr_loop::verify_pool::response_text(c).len() % 3) as f64 / 2.0)
+        .map(|c| (rlvr_eval::jobs::response_text(c).len() % 3) as f64 / 2.0)
         .collect();
 
     let mut trainer = Trainer {

@@ -1,16 +1,17 @@
-//! The OpenAI protocol on both sides (issue 7).
+//! `rlvr serve`: an OpenAI-compatible server over the rollout engine (issue 7).
 //!
-//! - [`types`]: requests and responses of `/v1/completions`, `/v1/chat/completions` and
-//!   `/v1/models`, and the error body.
 //! - [`server`]: `rlvr serve` — an OpenAI-compatible HTTP server over the in-process
 //!   [`rlvr_rollout::RolloutEngine`]: one worker thread owns the model, a bounded queue feeds
 //!   it (503 when full), bad requests get a 400 naming the field.
-//! - [`client`]: [`client::OpenAiClient`] for any OpenAI-compatible server (rlvr's, vLLM,
-//!   SGLang): per-attempt deadlines, retries with exponential backoff on connection errors,
-//!   timeouts, 429 and 5xx, and batches with bounded concurrency.
+//! - [`types`], [`client`]: the wire types and the client, which live in [`rlvr_protocol`]
+//!   (shared with rlvr-eval, which then needs neither the server nor the model) and are
+//!   re-exported here.
 //!
-//! HTTP/1.1 is a small hand-written layer over `std::net` (one request per connection), so
-//! this crate adds no dependencies beyond the workspace's.
+//! Requests are deserialized into [`rlvr_protocol::types`]' serde structs, then validated
+//! (ranges, the served model's name); a body that does not deserialize is diagnosed field by
+//! field so that the 400 names the field at fault. HTTP/1.1 is rlvr-protocol's small
+//! hand-written layer over `std::net` (one request per connection), so this crate adds no
+//! dependencies beyond the workspace's; a later change replaces it with hyper/axum.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,15 +30,13 @@
 
 #![warn(missing_docs)]
 
-pub mod client;
-mod http;
 pub mod server;
-pub mod types;
 
-pub use client::{ClientError, ClientOptions, OpenAiClient};
-pub use server::{serve, ApiError, ServeError, ServeOptions, Server, ServerHandle};
-pub use types::{
+pub use rlvr_protocol::{client, types};
+pub use rlvr_protocol::{
     ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, CompletionChoice,
     CompletionRequest, CompletionResponse, ErrorBody, ErrorResponse, FinishReason, ModelCard,
     ModelList, OneOrMany, PromptInput, Usage,
 };
+pub use rlvr_protocol::{ClientError, ClientOptions, OpenAiClient};
+pub use server::{serve, ApiError, ServeError, ServeOptions, Server, ServerHandle};

@@ -8,8 +8,10 @@
 //!   [`ServeOptions::max_connections`].
 //! - Errors are OpenAI-style bodies, `{"error": {"message", "type", "param", "code"}}`, with
 //!   `param` naming the request field at fault; nothing a client sends can panic the server
-//!   (requests are parsed field by field, heads and bodies are size-limited, sockets have
-//!   timeouts, and a panic during generation answers 500 and leaves the worker running).
+//!   (requests are deserialized into [`rlvr_protocol::types`]' serde structs and validated, a
+//!   body that does not deserialize is diagnosed field by field, heads and bodies are
+//!   size-limited, sockets have timeouts, and a panic during generation answers 500 and
+//!   leaves the worker running).
 //! - Sampling: `temperature` 0 is greedy decoding; the streams are keyed by the request's
 //!   `seed` (default 0) and each prompt's index within the request, so the same request gives
 //!   the same output. Completions default to `max_tokens` 16 (OpenAI), chat completions to what
@@ -30,10 +32,11 @@ use rlvr_rollout::{EngineOptions, Prompt, RolloutEngine, RolloutError, SamplingP
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::http::{self, HttpError};
-use crate::types::{
-    content_text, ChatChoice, ChatCompletionResponse, ChatMessage, CompletionChoice,
-    CompletionResponse, ErrorBody, ErrorResponse, FinishReason, ModelCard, ModelList, Usage,
+use rlvr_protocol::http::{self, HttpError};
+use rlvr_protocol::types::{
+    content_text, ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
+    CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody, ErrorResponse,
+    FinishReason, ModelCard, ModelList, OneOrMany, PromptInput, Usage,
 };
 
 /// Server settings.
@@ -536,12 +539,15 @@ fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> Result<Vec<u
 }
 
 fn generate(shared: &Shared, body: &[u8], chat: bool) -> Result<Vec<u8>, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(obj) = v else {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
+    let req = if chat {
+        let r = serde_json::from_slice::<ChatCompletionRequest>(body)
+            .map_err(|e| diagnose(body, chat, e))?;
+        chat_request(r, shared)?
+    } else {
+        let r = serde_json::from_slice::<CompletionRequest>(body)
+            .map_err(|e| diagnose(body, chat, e))?;
+        completion_request(r, shared)?
     };
-    let req = parse_request(&obj, chat, shared)?;
     let (tx, rx) = mpsc::channel();
     match shared.jobs.try_send(Job { req, reply: tx }) {
         Ok(()) => {}
@@ -590,99 +596,158 @@ fn field<T: DeserializeOwned>(
     }
 }
 
-fn parse_request(
-    obj: &Map<String, Value>,
-    chat: bool,
-    shared: &Shared,
-) -> Result<GenRequest, ApiError> {
-    if let Some(model) = field::<String>(obj, "model", "a string")? {
-        if !shared.aliases.contains(&model) {
-            let mut e = ApiError::new(
-                404,
-                "invalid_request_error",
-                format!(
-                    "the model `{model}` does not exist; this server serves `{}`",
-                    shared.name
-                ),
-            );
-            e.body.param = Some("model".into());
-            e.body.code = Some("model_not_found".into());
-            return Err(e);
+const PROMPT_EXPECTED: &str =
+    "a string, a list of strings, a list of token ids or a list of lists of token ids";
+
+/// Why `body` did not deserialize into the request type (`err`), as a 400 that names the
+/// field at fault. serde's error says where in the text it stopped, not which field, so the
+/// fields are checked one by one, in the order the validation reports them.
+fn diagnose(body: &[u8], chat: bool, err: serde_json::Error) -> ApiError {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return ApiError::bad_request(format!("the body is not valid JSON: {e}")),
+    };
+    let Value::Object(obj) = v else {
+        return ApiError::bad_request("the body must be a JSON object");
+    };
+    let check = || -> Result<(), ApiError> {
+        field::<String>(&obj, "model", "a string")?;
+        if chat {
+            let msgs = field::<Vec<Value>>(&obj, "messages", "a list of messages")?
+                .ok_or_else(|| ApiError::invalid("messages", "`messages` is required"))?;
+            for (i, m) in msgs.iter().enumerate() {
+                let param = format!("messages[{i}]");
+                let Value::Object(m) = m else {
+                    return Err(ApiError::invalid(
+                        &param,
+                        format!("`{param}` must be an object"),
+                    ));
+                };
+                if !matches!(m.get("role"), Some(Value::String(_))) {
+                    return Err(ApiError::invalid(
+                        &format!("{param}.role"),
+                        format!("`{param}.role` must be a string"),
+                    ));
+                }
+                if content_text(m.get("content").unwrap_or(&Value::Null)).is_none() {
+                    return Err(ApiError::invalid(
+                        &format!("{param}.content"),
+                        format!("`{param}.content` must be a string or a list of text parts"),
+                    ));
+                }
+            }
+        } else {
+            field::<PromptInput>(&obj, "prompt", PROMPT_EXPECTED)?
+                .ok_or_else(|| ApiError::invalid("prompt", "`prompt` is required"))?;
         }
+        field::<usize>(&obj, "n", "a positive integer")?;
+        field::<f64>(&obj, "temperature", "a number")?;
+        field::<f64>(&obj, "top_p", "a number")?;
+        field::<i64>(&obj, "top_k", "an integer")?;
+        field::<usize>(&obj, "max_tokens", "a positive integer")?;
+        field::<OneOrMany>(&obj, "stop", "a string or a list of strings")?;
+        field::<u64>(&obj, "seed", "a non-negative integer")?;
+        Ok(())
+    };
+    match check() {
+        Err(e) => e,
+        // Every field of the request types is checked above; should serde still disagree,
+        // its own message says where.
+        Ok(()) => ApiError::bad_request(format!("invalid request: {err}")),
     }
-    if field::<bool>(obj, "stream", "a boolean")?.unwrap_or(false) {
+}
+
+/// The fields both request types share, for [`validate`].
+struct Sampling<'a> {
+    model: &'a str,
+    n: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<i64>,
+    max_tokens: Option<usize>,
+    stop: Option<&'a OneOrMany>,
+    seed: Option<u64>,
+    extra: &'a Map<String, Value>,
+}
+
+fn completion_request(r: CompletionRequest, shared: &Shared) -> Result<GenRequest, ApiError> {
+    let prompts = match r.prompt {
+        PromptInput::Text(s) => PromptSpec::Texts(vec![s]),
+        PromptInput::Texts(v) => PromptSpec::Texts(v),
+        PromptInput::Tokens(v) => PromptSpec::Ids(vec![v]),
+        PromptInput::TokenBatches(v) => PromptSpec::Ids(v),
+    };
+    let sampling = Sampling {
+        model: &r.model,
+        n: r.n,
+        temperature: r.temperature,
+        top_p: r.top_p,
+        top_k: r.top_k,
+        max_tokens: r.max_tokens,
+        stop: r.stop.as_ref(),
+        seed: r.seed,
+        extra: &r.extra,
+    };
+    validate(sampling, prompts, shared)
+}
+
+fn chat_request(r: ChatCompletionRequest, shared: &Shared) -> Result<GenRequest, ApiError> {
+    let messages = r
+        .messages
+        .iter()
+        .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+        .collect();
+    let sampling = Sampling {
+        model: &r.model,
+        n: r.n,
+        temperature: r.temperature,
+        top_p: r.top_p,
+        top_k: r.top_k,
+        max_tokens: r.max_tokens,
+        stop: r.stop.as_ref(),
+        seed: r.seed,
+        extra: &r.extra,
+    };
+    validate(sampling, PromptSpec::Messages(messages), shared)
+}
+
+/// Checks a deserialized request's values (the served model, unsupported options, ranges) and
+/// fills in the defaults.
+fn validate(r: Sampling<'_>, prompts: PromptSpec, shared: &Shared) -> Result<GenRequest, ApiError> {
+    let chat = matches!(prompts, PromptSpec::Messages(_));
+    if !r.model.is_empty() && !shared.aliases.iter().any(|a| a == r.model) {
+        let mut e = ApiError::new(
+            404,
+            "invalid_request_error",
+            format!(
+                "the model `{}` does not exist; this server serves `{}`",
+                r.model, shared.name
+            ),
+        );
+        e.body.param = Some("model".into());
+        e.body.code = Some("model_not_found".into());
+        return Err(e);
+    }
+    // Fields the request types do not have land in `extra`.
+    if field::<bool>(r.extra, "stream", "a boolean")?.unwrap_or(false) {
         return Err(ApiError::invalid("stream", "streaming is not supported"));
     }
-    if field::<bool>(obj, "echo", "a boolean")?.unwrap_or(false) {
+    if field::<bool>(r.extra, "echo", "a boolean")?.unwrap_or(false) {
         return Err(ApiError::invalid("echo", "`echo` is not supported"));
     }
-    let prompts = if chat {
-        let msgs = field::<Vec<Value>>(obj, "messages", "a list of messages")?
-            .ok_or_else(|| ApiError::invalid("messages", "`messages` is required"))?;
-        if msgs.is_empty() {
-            return Err(ApiError::invalid(
-                "messages",
-                "`messages` must not be empty",
-            ));
-        }
-        let mut out = Vec::with_capacity(msgs.len());
-        for (i, m) in msgs.into_iter().enumerate() {
-            let param = format!("messages[{i}]");
-            let Value::Object(mut m) = m else {
-                return Err(ApiError::invalid(
-                    &param,
-                    format!("`{param}` must be an object"),
-                ));
-            };
-            if !matches!(m.get("role"), Some(Value::String(_))) {
-                return Err(ApiError::invalid(
-                    &format!("{param}.role"),
-                    format!("`{param}.role` must be a string"),
-                ));
-            }
-            let content = m.get("content").unwrap_or(&Value::Null);
-            let Some(text) = content_text(content) else {
-                return Err(ApiError::invalid(
-                    &format!("{param}.content"),
-                    format!("`{param}.content` must be a string or a list of text parts"),
-                ));
-            };
-            m.insert("content".into(), Value::String(text));
-            out.push(Value::Object(m));
-        }
-        PromptSpec::Messages(out)
-    } else {
-        let p = obj
-            .get("prompt")
-            .filter(|p| !p.is_null())
-            .ok_or_else(|| ApiError::invalid("prompt", "`prompt` is required"))?;
-        let expected =
-            "a string, a list of strings, a list of token ids or a list of lists of token ids";
-        let spec = if let Ok(s) = serde_json::from_value::<String>(p.clone()) {
-            PromptSpec::Texts(vec![s])
-        } else if let Ok(v) = serde_json::from_value::<Vec<String>>(p.clone()) {
-            PromptSpec::Texts(v)
-        } else if let Ok(v) = serde_json::from_value::<Vec<u32>>(p.clone()) {
-            PromptSpec::Ids(vec![v])
-        } else if let Ok(v) = serde_json::from_value::<Vec<Vec<u32>>>(p.clone()) {
-            PromptSpec::Ids(v)
-        } else {
-            return Err(ApiError::invalid(
-                "prompt",
-                format!("`prompt` must be {expected}, got {}", show(p)),
-            ));
-        };
-        let count = match &spec {
-            PromptSpec::Texts(v) => v.len(),
-            PromptSpec::Ids(v) => v.len(),
-            PromptSpec::Messages(_) => 1,
-        };
-        if count == 0 {
-            return Err(ApiError::invalid("prompt", "`prompt` must not be empty"));
-        }
-        spec
+    let count = match &prompts {
+        PromptSpec::Texts(v) => v.len(),
+        PromptSpec::Ids(v) => v.len(),
+        PromptSpec::Messages(v) => v.len(),
     };
-    let n = field::<usize>(obj, "n", "a positive integer")?.unwrap_or(1);
+    if count == 0 {
+        let param = if chat { "messages" } else { "prompt" };
+        return Err(ApiError::invalid(
+            param,
+            format!("`{param}` must not be empty"),
+        ));
+    }
+    let n = r.n.unwrap_or(1);
     if n == 0 || n > shared.options.max_n {
         return Err(ApiError::invalid(
             "n",
@@ -692,31 +757,31 @@ fn parse_request(
             ),
         ));
     }
-    let temperature = field::<f64>(obj, "temperature", "a number")?.unwrap_or(1.0);
+    let temperature = r.temperature.unwrap_or(1.0);
     if !(temperature.is_finite() && temperature >= 0.0) {
         return Err(ApiError::invalid(
             "temperature",
             format!("`temperature` must be a number ≥ 0, got {temperature}"),
         ));
     }
-    let top_p = field::<f64>(obj, "top_p", "a number")?.unwrap_or(1.0);
+    let top_p = r.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(ApiError::invalid(
             "top_p",
             format!("`top_p` must be in (0, 1], got {top_p}"),
         ));
     }
-    let top_k = field::<i64>(obj, "top_k", "an integer")?.unwrap_or(0);
+    let top_k = r.top_k.unwrap_or(0);
     if top_k < -1 {
         return Err(ApiError::invalid(
             "top_k",
             format!("`top_k` must be ≥ -1 (-1 or 0: off), got {top_k}"),
         ));
     }
-    let mut max_tokens = field::<usize>(obj, "max_tokens", "a positive integer")?;
+    let mut max_tokens = r.max_tokens;
     let mut max_param = "max_tokens";
     if chat && max_tokens.is_none() {
-        max_tokens = field::<usize>(obj, "max_completion_tokens", "a positive integer")?;
+        max_tokens = field::<usize>(r.extra, "max_completion_tokens", "a positive integer")?;
         max_param = "max_completion_tokens";
     }
     if max_tokens == Some(0) {
@@ -725,22 +790,13 @@ fn parse_request(
             format!("`{max_param}` must be at least 1"),
         ));
     }
-    let stop = match obj.get("stop") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(_) => {
-            field::<Vec<String>>(obj, "stop", "a string or a list of strings")?.unwrap_or_default()
-        }
-    };
+    let stop = r.stop.map(OneOrMany::to_vec).unwrap_or_default();
     if stop.iter().any(String::is_empty) {
         return Err(ApiError::invalid(
             "stop",
             "`stop` must not contain an empty string",
         ));
     }
-    let seed = field::<u64>(obj, "seed", "a non-negative integer")?.unwrap_or(0);
-    // Accepted and ignored.
-    let _ = obj.get("logprobs");
     Ok(GenRequest {
         prompts,
         n,
@@ -749,7 +805,8 @@ fn parse_request(
         top_k: top_k.max(0) as usize,
         max_tokens,
         stop,
-        seed,
+        // `logprobs` is accepted and ignored.
+        seed: r.seed.unwrap_or(0),
     })
 }
 
@@ -930,4 +987,151 @@ fn run_job(
         })
     };
     body.map_err(|e| ApiError::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server answers for a body that does not deserialize: status and `param`.
+    fn why(body: &str, chat: bool) -> (u16, Option<String>, String) {
+        let err = if chat {
+            serde_json::from_str::<ChatCompletionRequest>(body).err()
+        } else {
+            serde_json::from_str::<CompletionRequest>(body).err()
+        }
+        .unwrap_or_else(|| panic!("{body} deserializes"));
+        let e = diagnose(body.as_bytes(), chat, err);
+        (e.status, e.body.param, e.body.message)
+    }
+
+    #[test]
+    fn bodies_that_do_not_deserialize_name_the_field() {
+        let cases: &[(&str, bool, Option<&str>, &str)] = &[
+            ("{not json", false, None, "not valid JSON"),
+            ("", true, None, "not valid JSON"),
+            ("[1]", false, None, "must be a JSON object"),
+            ("null", true, None, "must be a JSON object"),
+            (
+                r#"{"model": 3, "prompt": "x"}"#,
+                false,
+                Some("model"),
+                "`model` must be",
+            ),
+            (r#"{}"#, false, Some("prompt"), "`prompt` is required"),
+            (
+                r#"{"prompt": null}"#,
+                false,
+                Some("prompt"),
+                "`prompt` is required",
+            ),
+            (
+                r#"{"prompt": [1, "a"]}"#,
+                false,
+                Some("prompt"),
+                "got [1,\"a\"]",
+            ),
+            (r#"{"prompt": "x", "n": -1}"#, false, Some("n"), "got -1"),
+            (
+                r#"{"prompt": "x", "top_p": "a"}"#,
+                false,
+                Some("top_p"),
+                "a number",
+            ),
+            (
+                r#"{"prompt": "x", "top_k": 0.5}"#,
+                false,
+                Some("top_k"),
+                "an integer",
+            ),
+            (
+                r#"{"prompt": "x", "max_tokens": 1e99}"#,
+                false,
+                Some("max_tokens"),
+                "positive",
+            ),
+            (
+                r#"{"prompt": "x", "stop": {"a": 1}}"#,
+                false,
+                Some("stop"),
+                "a string or",
+            ),
+            (
+                r#"{"prompt": "x", "seed": "s"}"#,
+                false,
+                Some("seed"),
+                "non-negative",
+            ),
+            (
+                r#"{"model": "m"}"#,
+                true,
+                Some("messages"),
+                "`messages` is required",
+            ),
+            (
+                r#"{"messages": {"role": "user"}}"#,
+                true,
+                Some("messages"),
+                "a list",
+            ),
+            (
+                r#"{"messages": [5]}"#,
+                true,
+                Some("messages[0]"),
+                "must be an object",
+            ),
+            (
+                r#"{"messages": [{"role": "user", "content": "a"}, {"role": 1}]}"#,
+                true,
+                Some("messages[1].role"),
+                "must be a string",
+            ),
+            (
+                r#"{"messages": [{"role": "user", "content": [{"image": 1}]}]}"#,
+                true,
+                Some("messages[0].content"),
+                "list of text parts",
+            ),
+            (
+                r#"{"messages": [{"role": "user"}], "temperature": []}"#,
+                true,
+                Some("temperature"),
+                "a number",
+            ),
+        ];
+        for &(body, chat, param, text) in cases {
+            let (status, got, message) = why(body, chat);
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(got.as_deref(), param, "{body}: {message}");
+            assert!(message.contains(text), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn requests_deserialize_as_the_server_reads_them() {
+        // No `model`, token-id prompts, `stop` as a string, extensions kept in `extra`.
+        let r: CompletionRequest =
+            serde_json::from_str(r#"{"prompt": [[1, 2], [3]], "stop": "\n", "echo": false}"#)
+                .unwrap();
+        assert_eq!(r.model, "");
+        assert_eq!(
+            r.prompt,
+            PromptInput::TokenBatches(vec![vec![1, 2], vec![3]])
+        );
+        assert_eq!(
+            r.stop.as_ref().map(OneOrMany::to_vec),
+            Some(vec!["\n".to_string()])
+        );
+        assert_eq!(r.extra.get("echo"), Some(&Value::Bool(false)));
+        // Message content: null, absent and text parts all read as text.
+        let r: ChatCompletionRequest = serde_json::from_str(
+            r#"{"messages": [{"role": "system", "content": null}, {"role": "user"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, "b"]}],
+                "max_completion_tokens": 3}"#,
+        )
+        .unwrap();
+        let texts: Vec<&str> = r.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(texts, ["", "", "ab"]);
+        assert_eq!(r.extra["max_completion_tokens"], 3);
+    }
 }

@@ -405,6 +405,36 @@ fn bad_requests_get_openai_errors_naming_the_field() {
             400,
             Some("messages[0].content"),
         ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "stream": "yes"}"#,
+            400,
+            Some("stream"),
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "echo": true}"#,
+            400,
+            Some("echo"),
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": []}"#,
+            400,
+            Some("messages"),
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [5]}"#,
+            400,
+            Some("messages[0]"),
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 0}"#,
+            400,
+            Some("max_completion_tokens"),
+        ),
         ("/v1/nothing", "{}", 404, None),
     ];
     for (path, body, status, param) in cases {

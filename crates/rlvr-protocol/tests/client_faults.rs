@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rlvr_serve::{ClientError, ClientOptions, CompletionRequest, OpenAiClient};
+use rlvr_protocol::{ClientError, ClientOptions, CompletionRequest, OpenAiClient};
 use serde_json::json;
 
 /// A fake server: `handler(attempt, stream)` runs on its own thread for each connection

@@ -6,11 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rlvr_data::Example;
 use rlvr_verify::{Outcome, RewardMapping, Verifier, VerifyInput};
 use serde_json::{json, Value};
-
-use crate::prompts::metadata;
 
 /// The verifiers of a run: one per `data_source` where configured, else the default.
 #[derive(Clone)]
@@ -163,34 +160,6 @@ pub fn verify_all(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Outcome::error(&mapping, "no outcome")))
         .collect()
-}
-
-/// One verifier call per completion; `example_of(prompt_index)` gives its example.
-pub fn verify_jobs<'e>(
-    completions: &[rlvr_rollout::Completion],
-    example_of: impl Fn(usize) -> &'e Example,
-    verifiers: &Verifiers,
-) -> Vec<Job> {
-    completions
-        .iter()
-        .map(|c| {
-            let ex = example_of(c.prompt_index);
-            Job {
-                verifier: verifiers.for_source(&ex.data_source).clone(),
-                response: response_text(c),
-                ground_truth: ex.ground_truth.clone(),
-                metadata: metadata(ex),
-            }
-        })
-        .collect()
-}
-
-/// The text a verifier sees: everything before a stop string, else the whole completion.
-pub fn response_text(c: &rlvr_rollout::Completion) -> String {
-    match c.stop_offset {
-        Some(off) => c.text[..off].to_string(),
-        None => c.text.clone(),
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The OpenAI wire types: `/v1/completions`, `/v1/chat/completions`, `/v1/models` and the
-//! error body. Shared by the server (which parses requests field by field so that a bad field
-//! is named, see [`crate::server`]) and the client (which serializes requests with serde and
-//! deserializes responses leniently: fields other servers add are ignored, fields they omit
-//! take defaults).
+//! error body. Shared by rlvr-serve's server (which deserializes requests into these types and
+//! validates the values, naming the field at fault) and the client (which serializes requests
+//! with serde and deserializes responses leniently: fields other servers add are ignored,
+//! fields they omit take defaults).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -81,7 +81,9 @@ impl From<Vec<String>> for PromptInput {
 /// defaults (OpenAI: `n` 1, `temperature` 1, `top_p` 1, `max_tokens` 16).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompletionRequest {
-    /// The served model's name (see `GET /v1/models`).
+    /// The served model's name (see `GET /v1/models`; rlvr's server accepts a request
+    /// without it).
+    #[serde(default)]
     pub model: String,
     /// The prompt(s).
     pub prompt: PromptInput,
@@ -182,7 +184,9 @@ fn lenient_content<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> 
 /// the generation prompt).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
-    /// The served model's name (see `GET /v1/models`).
+    /// The served model's name (see `GET /v1/models`; rlvr's server accepts a request
+    /// without it).
+    #[serde(default)]
     pub model: String,
     /// The conversation.
     pub messages: Vec<ChatMessage>,

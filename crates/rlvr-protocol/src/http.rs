@@ -2,17 +2,20 @@
 //! one message per connection (`Connection: close`), bodies framed by `Content-Length` or
 //! `Transfer-Encoding: chunked` (or, for responses, the end of the stream), and size limits on
 //! heads and bodies so that no input can exhaust memory.
+//!
+//! Public only so that rlvr-serve's server can use it too: it is not a general HTTP library,
+//! and a later change replaces it with hyper/axum.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
 /// Most bytes of a request/status line plus headers.
-pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// What went wrong reading a message.
 #[derive(Debug)]
-pub(crate) enum HttpError {
+pub enum HttpError {
     /// The peer closed the connection (or reset it) before a complete message.
     Closed,
     /// A read or write timed out.
@@ -40,8 +43,10 @@ impl From<io::Error> for HttpError {
 
 /// A start line and its headers (names lower-cased).
 #[derive(Debug)]
-pub(crate) struct Head {
+pub struct Head {
+    /// The request or status line.
     pub start: String,
+    /// `(name, value)` pairs, names lower-cased, values trimmed.
     pub headers: Vec<(String, String)>,
 }
 
@@ -57,8 +62,10 @@ impl Head {
 
 /// A stream whose reads and writes all end by one deadline (the socket's timeouts are set to
 /// the time left before each call).
-pub(crate) struct DeadlineStream {
+pub struct DeadlineStream {
+    /// The connection.
     pub stream: TcpStream,
+    /// When every read and write must be done by (`None`: no deadline).
     pub deadline: Option<Instant>,
 }
 
@@ -135,7 +142,7 @@ fn read_line<R: BufRead>(r: &mut R, budget: &mut usize) -> Result<Option<String>
 }
 
 /// Reads a start line and headers. `Ok(None)`: the peer closed before sending anything.
-pub(crate) fn read_head<R: BufRead>(r: &mut R) -> Result<Option<Head>, HttpError> {
+pub fn read_head<R: BufRead>(r: &mut R) -> Result<Option<Head>, HttpError> {
     let mut budget = MAX_HEAD_BYTES;
     let start = loop {
         match read_line(r, &mut budget)? {
@@ -182,7 +189,7 @@ enum Framing {
 
 /// Reads a body framed by the head; without framing, `until_eof` reads to the end of the
 /// stream (responses) and otherwise the body is empty (requests).
-pub(crate) fn read_body<R: BufRead>(
+pub fn read_body<R: BufRead>(
     r: &mut R,
     head: &Head,
     limit: usize,
@@ -241,7 +248,7 @@ fn read_chunked<R: BufRead>(r: &mut R, limit: usize) -> Result<Vec<u8>, HttpErro
 }
 
 /// The reason phrase of a status code.
-pub(crate) fn reason(status: u16) -> &'static str {
+pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
@@ -260,7 +267,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
 }
 
 /// Writes a complete response with a JSON body and `Connection: close`.
-pub(crate) fn write_json_response<W: Write>(
+pub fn write_json_response<W: Write>(
     w: &mut W,
     status: u16,
     body: &[u8],

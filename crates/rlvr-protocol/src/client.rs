@@ -13,8 +13,8 @@
 //! - `https://` is not supported (the use case is a server on loopback or a LAN).
 //!
 //! ```no_run
-//! use rlvr_serve::client::{ClientOptions, OpenAiClient};
-//! use rlvr_serve::types::{ChatCompletionRequest, ChatMessage};
+//! use rlvr_protocol::client::{ClientOptions, OpenAiClient};
+//! use rlvr_protocol::types::{ChatCompletionRequest, ChatMessage};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = OpenAiClient::new("http://127.0.0.1:8000/v1", ClientOptions::default())?;
 //! let resp = client.chat(&ChatCompletionRequest {
