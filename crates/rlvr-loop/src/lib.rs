@@ -7,6 +7,7 @@
 //! - [`builtin`]: the built-in byte-level tokenizer and small Qwen2 policy;
 //! - [`warmup`]: supervised warm-up on worked solutions, cached;
 //! - [`prompts`]: prompt streams and rendering;
+//! - [`progress`]: progress bars;
 //! - [`batch`]: packing (prompt, response) rows; response log-probs;
 //! - [`trainer`]: one RL step;
 //! - [`evaluate`]: held-out evaluation;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod critic;
 pub mod error;
 pub mod evaluate;
+pub mod progress;
 pub mod prompts;
 pub mod run;
 pub mod step_rewards;

@@ -15,7 +15,7 @@ use rlvr_train::advantages::{
 use rlvr_train::dapo::{soft_overlong_penalty, DynamicSampler, SamplingStatus};
 use rlvr_train::entropy::entropy_from_logits;
 use rlvr_train::kl::{apply_kl_penalty, kl_loss, kl_penalty};
-use rlvr_train::optim::{global_grad_norm, AdamW, GradAccumulator};
+use rlvr_train::optim::{AdamW, GradAccumulator};
 use rlvr_train::policy::ppo_clip_loss;
 use rlvr_verify::{Outcome, Status};
 use serde_json::{json, Map, Value};
@@ -426,8 +426,7 @@ impl Trainer<'_> {
             .critic
             .as_deref_mut()
             .ok_or_else(|| LoopError::Other("ppo (gae) needs a critic".into()))?;
-        let vars = critic.vars();
-        let mut acc = GradAccumulator::new(vars.clone());
+        let mut acc = GradAccumulator::new(critic.vars());
         let (mut loss_sum, mut clip, mut tokens) = (0.0f64, 0.0f64, 0.0f64);
         for (mi, micro) in mb_rows.chunks(cfg.trainer.micro_batch_size).enumerate() {
             let first = mb_start + mi * cfg.trainer.micro_batch_size;
@@ -453,16 +452,15 @@ impl Trainer<'_> {
             tokens += n;
             acc.backward(&loss)?;
         }
-        let grads = acc.take()?;
-        let gn = global_grad_norm(&vars, &grads)?;
-        if !gn.is_finite() {
+        let report = critic.opt.try_step(acc.take()?)?;
+        let gn = report.grad_norm;
+        if !report.applied {
             tracing::warn!(
                 grad_norm = gn,
                 "non-finite critic gradient: the step is skipped"
             );
             return Ok(None);
         }
-        critic.opt.step(grads)?;
         Ok(Some((loss_sum, clip / tokens.max(1.0), gn, tokens)))
     }
 
@@ -775,9 +773,9 @@ impl Trainer<'_> {
                     skipped += 1;
                     continue;
                 }
-                let grads = acc.take()?;
-                let gn = global_grad_norm(&vars, &grads)?;
-                if !gn.is_finite() {
+                let report = self.opt.try_step(acc.take()?)?;
+                let gn = report.grad_norm;
+                if !report.applied {
                     tracing::warn!(
                         grad_norm = gn,
                         "non-finite gradient: the optimiser step is skipped"
@@ -785,8 +783,7 @@ impl Trainer<'_> {
                     skipped += 1;
                     continue;
                 }
-                metrics.insert("actor/lr".into(), json!(self.opt.learning_rate()));
-                self.opt.step(grads)?;
+                metrics.insert("actor/lr".into(), json!(report.lr));
                 updates += 1;
                 pg_losses.push(mb_loss);
                 grad_norms.push(gn);
