@@ -195,11 +195,13 @@ pub struct StepReport {
     pub lr: f64,
 }
 
-/// Metadata keys of the state file.
-const META_FORMAT: &str = "format";
+/// The one metadata entry of the state file: a small JSON object (`format`,
+/// `optimizer_steps`, `skipped_steps`). One entry, so the file's bytes are deterministic
+/// (safetensors writes several in hash order).
+const META_KEY: &str = "rlvr_adamw";
 const FORMAT: &str = "rlvr-adamw-v1";
-const META_STEPS: &str = "optimizer_steps";
-const META_SKIPPED: &str = "skipped_steps";
+/// The step-count entry of the files written before [`META_KEY`] (read, never written).
+const META_STEPS_V0: &str = "optimizer_steps";
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Input(format!("{}: {e}", path.display()))
@@ -316,8 +318,8 @@ impl AdamW {
 
     /// Writes the state to `path` (one safetensors file, written atomically): tensors
     /// `NAME.exp_avg` / `NAME.exp_avg_sq` for each variable (`names` in the optimiser's
-    /// variable order), metadata `format` (`rlvr-adamw-v1`), `optimizer_steps` and
-    /// `skipped_steps`.
+    /// variable order) and one metadata entry `rlvr_adamw`, a JSON object
+    /// `{"format": "rlvr-adamw-v1", "optimizer_steps": N, "skipped_steps": K}`.
     pub fn save_state(&self, path: &Path, names: &[String]) -> Result<()> {
         if names.len() != self.vars.len() {
             return Err(TrainError::Input(format!(
@@ -331,12 +333,12 @@ impl AdamW {
             tensors.push((format!("{name}.exp_avg"), m.contiguous()?));
             tensors.push((format!("{name}.exp_avg_sq"), v.contiguous()?));
         }
-        let meta: HashMap<String, String> = [
-            (META_FORMAT.to_string(), FORMAT.to_string()),
-            (META_STEPS.to_string(), self.step.to_string()),
-            (META_SKIPPED.to_string(), self.skipped.to_string()),
-        ]
-        .into();
+        let info = serde_json::json!({
+            "format": FORMAT,
+            "optimizer_steps": self.step,
+            "skipped_steps": self.skipped,
+        });
+        let meta: HashMap<String, String> = [(META_KEY.to_string(), info.to_string())].into();
         let bytes =
             safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
                 .map_err(|e| io_err(path, e))?;
@@ -344,23 +346,36 @@ impl AdamW {
     }
 
     /// Reads a state file written by [`save_state`](Self::save_state) for the variables
-    /// `names` (tensors on the CPU; files written before `skipped_steps` existed read 0).
+    /// `names` (tensors on the CPU). Files written before this format (rlvr-loop's
+    /// checkpoints: the same tensors, metadata `optimizer_steps` only) read with 0 skipped.
     pub fn read_state(path: &Path, names: &[String]) -> Result<AdamWState> {
         let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
         let (_, meta) =
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| io_err(path, e))?;
         let meta = meta.metadata().clone().unwrap_or_default();
-        let number = |key: &str| -> Result<Option<usize>> {
-            meta.get(key)
-                .map(|s| {
-                    s.parse()
-                        .map_err(|_| io_err(path, format!("metadata {key}: not a count: {s}")))
-                })
-                .transpose()
+        let (steps, skipped) = if let Some(text) = meta.get(META_KEY) {
+            let bad = |what: &str| io_err(path, format!("metadata {META_KEY}: {what}: {text}"));
+            let info: serde_json::Value =
+                serde_json::from_str(text).map_err(|_| bad("not JSON"))?;
+            if info.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+                return Err(bad(&format!("format is not {FORMAT}")));
+            }
+            let count = |key: &str| {
+                info.get(key)
+                    .and_then(|v| v.as_u64())
+                    .map(|v| v as usize)
+                    .ok_or_else(|| bad(&format!("no count {key}")))
+            };
+            (count("optimizer_steps")?, count("skipped_steps")?)
+        } else {
+            let s = meta
+                .get(META_STEPS_V0)
+                .ok_or_else(|| io_err(path, format!("missing {META_KEY} metadata")))?;
+            let steps = s
+                .parse()
+                .map_err(|_| io_err(path, format!("metadata {META_STEPS_V0}: not a count: {s}")))?;
+            (steps, 0)
         };
-        let steps = number(META_STEPS)?
-            .ok_or_else(|| io_err(path, format!("missing {META_STEPS} metadata")))?;
-        let skipped = number(META_SKIPPED)?.unwrap_or(0);
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| io_err(path, e))?;
         let mut moments = Vec::with_capacity(names.len());
@@ -636,9 +651,14 @@ mod tests {
         opt.try_step(grads(&[f32::NAN, 0.2, 0.3], &[1.0])).unwrap();
         opt.try_step(grads(&[-0.3, 0.2, 0.0], &[0.5])).unwrap();
         opt.save_state(&path, &names).unwrap();
-        // No temporary file is left behind.
+        // No temporary file is left behind, and the bytes are deterministic.
         let files: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
         assert_eq!(files.len(), 1);
+        let bytes = std::fs::read(&path).unwrap();
+        for _ in 0..4 {
+            opt.save_state(&path, &names).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
 
         let (w2, u2) = (var(&values(&w)), var(&values(&u)));
         let mut back = AdamW::new(vec![w2.clone(), u2.clone()], cfg).unwrap();
@@ -678,6 +698,28 @@ mod tests {
         let mut other = AdamW::new(vec![var(&[0.0; 3]), var(&[0.0; 2])], cfg).unwrap();
         let e = other.load_state(&path, &names).unwrap_err().to_string();
         assert!(e.contains("optimizer.safetensors"), "{e}");
+        // A file of the earlier layout (rlvr-loop's checkpoints: `optimizer_steps` only).
+        let old = tmp.join("old.safetensors");
+        let st = back.state();
+        let tensors: Vec<(String, Tensor)> = names
+            .iter()
+            .zip(&st.moments)
+            .flat_map(|(n, (m, v))| {
+                [
+                    (format!("{n}.exp_avg"), m.clone()),
+                    (format!("{n}.exp_avg_sq"), v.clone()),
+                ]
+            })
+            .collect();
+        let meta: HashMap<String, String> = [("optimizer_steps".into(), "5".into())].into();
+        safetensors::serialize_to_file(
+            tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(meta),
+            &old,
+        )
+        .unwrap();
+        let read = AdamW::read_state(&old, &names).unwrap();
+        assert_eq!((read.steps, read.skipped), (5, 0));
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }
