@@ -111,3 +111,73 @@ fn selftest_reports_missing_and_malformed_files() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing field"));
 }
+
+#[test]
+fn selftest_losses_passes_on_the_golden_file() {
+    let Some(path) = require_shared("golden/losses.json") else {
+        return;
+    };
+    let out = rlvr()
+        .args(["selftest", "losses", "--golden"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for field in [
+        "policy_loss.gspo.grad_log_prob",
+        "policy_loss.clip_cov.selected_tokens",
+        "advantages.gdpo",
+        "advantages.grpo_passk.error",
+        "rollout_correction.rollout_is_weights",
+        "rollout_correction.bypass.loss",
+    ] {
+        assert!(stdout.contains(field), "{field} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("f64") && stdout.contains("f32"));
+    assert!(stdout.contains("OK: every field within tolerance"));
+
+    let out = rlvr()
+        .args(["selftest", "losses", "--dtype", "f64", "--json", "--golden"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = &v["reports"][0];
+    assert_eq!(rep["dtype"], "f64");
+    assert_eq!(rep["passed"], true);
+    let f = &rep["fields"]["advantages.grpo_vectorized"];
+    assert_eq!(f["rel_tol"], 1e-6);
+    assert!(f["worst_ratio"].as_f64().unwrap() <= 1.0);
+}
+
+#[test]
+fn selftest_losses_fails_above_tolerance() {
+    let Some(path) = require_shared("golden/losses.json") else {
+        return;
+    };
+    let mut golden = read_json(&path);
+    let v = &mut golden["cases"][1]["policy_losses"][14]["loss"];
+    *v = serde_json::json!(v.as_f64().unwrap() * (1.0 + 1e-7));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("losses.json");
+    std::fs::write(&bad, serde_json::to_string(&golden).unwrap()).unwrap();
+    let out = rlvr()
+        .args(["selftest", "losses", "--dtype", "f64", "--golden"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("FAIL at cases[1].policy_losses[14]"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("policy_loss.gspo.loss"), "{stderr}");
+}

@@ -9,25 +9,32 @@
 //! - [`prompts`]: prompt streams and rendering;
 //! - [`progress`]: progress bars;
 //! - [`batch`]: packing (prompt, response) rows; response log-probs;
-//! - [`trainer`]: one RL step;
+//! - [`trainer`]: one RL step as named phases over one [`trainer::StepBatch`]: [`collect`]
+//!   (prompts → rollouts → rewards → filtering), [`logprobs`] (old, reference, values),
+//!   [`advantage`], [`update`]; [`metrics`] times the phases and holds the data metrics;
 //! - [`evaluate`]: held-out evaluation;
 //! - [`checkpoint`]: checkpoints and resume state;
 //! - [`run`]: a whole run.
 
 #![warn(missing_docs)]
 
+pub mod advantage;
 pub mod batch;
 pub mod builtin;
 pub mod checkpoint;
+pub mod collect;
 pub mod config;
 pub mod critic;
 pub mod error;
 pub mod evaluate;
+pub mod logprobs;
+pub mod metrics;
 pub mod progress;
 pub mod prompts;
 pub mod run;
 pub mod step_rewards;
 pub mod trainer;
+pub mod update;
 pub mod warmup;
 
 pub use config::TrainConfig;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
+use indicatif::ProgressBar;
 use rlvr_data::tasks::ArithmeticTask;
 use rlvr_data::Example;
 use rlvr_model::ModelDir;
@@ -149,10 +150,12 @@ fn record(step: usize, s: &Sample) -> Value {
     })
 }
 
-/// Runs (or resumes) training; returns the summary.
-pub fn train(opts: RunOptions) -> Result<Value> {
-    let started = Instant::now();
-    let (existing, cfg, resume_from) = match &opts.resume {
+/// What `train` resumes from: the run, its resolved config, its newest checkpoint.
+type Resolved = (Option<RunDir>, TrainConfig, Option<PathBuf>);
+
+/// The options' config, or the resumed run's resolved config and newest checkpoint.
+fn resolve(opts: &RunOptions) -> Result<Resolved> {
+    Ok(match &opts.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             let text = run.read_config()?;
@@ -162,27 +165,38 @@ pub fn train(opts: RunOptions) -> Result<Value> {
             (Some(run), cfg, ckpt)
         }
         None => (None, opts.config.clone(), None),
-    };
-    // Data first: a mistake there costs nothing (no run directory, no warm-up).
+    })
+}
+
+/// The training prompts and the held-out problems (data first: a mistake there costs
+/// nothing — no run directory, no warm-up).
+fn load_data(cfg: &TrainConfig) -> Result<(PromptSource, Vec<Example>)> {
     let mut train_examples = if cfg.data.train == "arithmetic" {
         None
     } else {
-        Some(load_dataset(&cfg.data.train, &cfg)?)
+        Some(load_dataset(&cfg.data.train, cfg)?)
     };
-    let heldout = heldout(&cfg, &mut train_examples)?;
+    let heldout = heldout(cfg, &mut train_examples)?;
     let source = match train_examples {
         None => PromptSource::Arithmetic {
-            task: arithmetic(&cfg)?,
+            task: arithmetic(cfg)?,
             seed: cfg.seed,
         },
-        Some(examples) => {
-            if examples.is_empty() {
-                return Err(LoopError::config("data.train", "the training set is empty"));
-            }
-            PromptSource::dataset(examples, cfg.seed)
+        Some(examples) if examples.is_empty() => {
+            return Err(LoopError::config("data.train", "the training set is empty"))
         }
+        Some(examples) => PromptSource::dataset(examples, cfg.seed),
     };
+    Ok((source, heldout))
+}
 
+/// The run directory (created with its config, or the resumed one) with `meta.json` written.
+fn open_run(
+    existing: Option<RunDir>,
+    cfg: &TrainConfig,
+    opts: &RunOptions,
+    resumed_step: Option<usize>,
+) -> Result<RunDir> {
     let run = match existing {
         Some(run) => run,
         None => {
@@ -191,92 +205,307 @@ pub fn train(opts: RunOptions) -> Result<Value> {
             run
         }
     };
-    let resume_state = match &resume_from {
-        Some(dir) => Some(checkpoint::read_state(dir)?),
-        None => None,
-    };
     run.write_meta(&RunMeta::now(
         cfg.seed,
         opts.command.clone(),
-        resume_state.as_ref().map(|s| s.step as u64),
+        resumed_step.map(|s| s as u64),
     ))?;
     tracing::info!(run_dir = %run.path().display(), "run directory");
-    let device = device(&cfg)?;
-    let dtype = rlvr_model::parse_dtype(&cfg.model.dtype);
+    Ok(run)
+}
 
-    // The policy RL starts from.
-    let mut extra = Map::new();
-    let base: PathBuf = match (&cfg.model.path, &resume_state) {
+/// The models of a run.
+struct Models {
+    /// The weights RL started from (the reference policy's, and the critic's first).
+    base: PathBuf,
+    policy: ModelDir,
+    reference: Option<ModelDir>,
+}
+
+/// The policy (the checkpoint when resuming), the reference policy when the algorithm needs
+/// one; the built-in policy is warmed up (cached) when no model is given.
+fn load_models(
+    cfg: &TrainConfig,
+    resume: (Option<&PathBuf>, Option<&TrainerState>),
+    device: &Device,
+    extra: &mut Map<String, Value>,
+    progress: bool,
+) -> Result<Models> {
+    let dtype = rlvr_model::parse_dtype(&cfg.model.dtype);
+    let base: PathBuf = match (&cfg.model.path, resume.1) {
         (_, Some(st)) if st.base_model.join("config.json").exists() => st.base_model.clone(),
         (Some(p), _) => p.clone(),
         (None, _) => {
-            let w = warmup::prepare_builtin(&cfg, &device, opts.progress)?;
+            let w = warmup::prepare_builtin(cfg, device, progress)?;
             extra.insert("warmup".into(), json!(w));
             w.dir
         }
     };
-    let policy_dir = resume_from.clone().unwrap_or_else(|| base.clone());
-    let policy = ModelDir::load(&policy_dir, &device, dtype)?;
-    let algo = &cfg.algorithm;
-    let reference = if algo.kl.use_kl_loss || algo.kl.use_kl_in_reward {
-        Some(ModelDir::load(&base, &device, dtype)?)
+    let policy = ModelDir::load(resume.0.unwrap_or(&base), device, dtype)?;
+    let reference = if cfg.algorithm.needs(1).reference {
+        Some(ModelDir::load(&base, device, dtype)?)
     } else {
         None
     };
-    let verifiers = Verifiers::new(&cfg.verifier, &cfg.verifier_by_source)
-        .map_err(|e| LoopError::config("verifier", e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    Ok(Models {
+        base,
+        policy,
+        reference,
+    })
+}
+
+/// The runtime of the verifier pool.
+fn verify_runtime(cfg: &TrainConfig) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(cfg.trainer.verify_concurrency.max(1))
         .enable_all()
         .build()
-        .map_err(|e| LoopError::Other(format!("tokio runtime: {e}")))?;
+        .map_err(|e| LoopError::Other(format!("tokio runtime: {e}")))
+}
 
-    let store = Store::open(&run.store_dir())?;
-    let metrics_path = run.metrics_path();
-    let start_step = resume_state.as_ref().map_or(0, |s| s.step);
-    if resume_state.is_some() || opts.resume.is_some() {
-        // Anything logged after the checkpoint is redone.
-        store.truncate_after(start_step as u64)?;
-        if metrics_path.exists() {
-            MetricsLog::truncate_after(&metrics_path, start_step as u64)?;
+/// Where steps are logged: the store, `metrics.jsonl`, TensorBoard.
+struct StepLog {
+    store: Store,
+    metrics: MetricsLog,
+    tb: EventWriter,
+}
+
+impl StepLog {
+    /// Opens the logs; when resuming, anything logged after the checkpoint's step is dropped
+    /// (those steps are redone).
+    fn open(run: &RunDir, start_step: usize, resuming: bool) -> Result<Self> {
+        let store = Store::open(&run.store_dir())?;
+        let path = run.metrics_path();
+        if resuming {
+            store.truncate_after(start_step as u64)?;
+            if path.exists() {
+                MetricsLog::truncate_after(&path, start_step as u64)?;
+            }
         }
+        Ok(StepLog {
+            store,
+            metrics: MetricsLog::open(&path)?,
+            tb: EventWriter::create(&run.path().join("tensorboard"))?,
+        })
     }
-    let mut mlog = MetricsLog::open(&metrics_path)?;
-    let mut tb = EventWriter::create(&run.path().join("tensorboard"))?;
 
-    let eval_before = if !cfg.eval.before {
-        None
+    /// Writes step `done`'s metrics and (the first `keep`, 0 = all) rollouts, then flushes.
+    fn write(
+        &mut self,
+        done: usize,
+        m: &Map<String, Value>,
+        samples: &[Sample],
+        keep: usize,
+    ) -> Result<()> {
+        let mut rec = Map::new();
+        rec.insert("step".into(), json!(done));
+        rec.extend(m.clone());
+        let rec = Value::Object(rec);
+        let keep = if keep == 0 {
+            samples.len()
+        } else {
+            keep.min(samples.len())
+        };
+        let rollouts: Vec<Value> = samples[..keep].iter().map(|s| record(done, s)).collect();
+        self.store.put_rollouts(done as u64, &rollouts)?;
+        self.store.put_metrics(done as u64, &rec)?;
+        self.metrics.append(&rec)?;
+        self.tb.add_scalars(done as u64, m)?;
+        self.store.flush()?;
+        self.metrics.flush()?;
+        self.tb.flush()?;
+        Ok(())
+    }
+}
+
+/// The held-out evaluation before RL (cached in the store, so a resumed run does not redo it).
+fn eval_before(
+    cfg: &TrainConfig,
+    store: &Store,
+    policy: &ModelDir,
+    heldout: &[Example],
+    verifiers: &Verifiers,
+) -> Result<Option<EvalResult>> {
+    let r = if !cfg.eval.before {
+        return Ok(None);
     } else if let Some(v) = store.get_state("eval_before")? {
         serde_json::from_value(v).ok()
     } else {
-        let r = evaluate(&policy, &heldout, &verifiers, &cfg)?;
+        let r = evaluate(policy, heldout, verifiers, cfg)?;
         tracing::info!(accuracy = r.accuracy, "held-out accuracy before RL");
         store.put_state("eval_before", &json!(r))?;
         store.flush()?;
         Some(r)
     };
-    if let Some(r) = &eval_before {
+    if let Some(r) = &r {
         eprintln!("eval before RL: {}", describe(r));
     }
+    Ok(r)
+}
 
-    let mut opt = AdamW::new(policy.model.vars(), algo.optim)?;
-    if let (Some(dir), Some(st)) = (&resume_from, &resume_state) {
-        checkpoint::load_optimizer(dir, &policy, &mut opt, st.optimizer_steps, &device)?;
+/// The periodic held-out evaluation's metrics (`eval/…`) after step `done`, when due.
+fn periodic_eval(
+    t: &Trainer,
+    done: usize,
+    heldout: &[Example],
+    m: &mut Map<String, Value>,
+) -> Result<()> {
+    let cfg = t.cfg;
+    if cfg.eval.every == 0 || done % cfg.eval.every != 0 || done >= cfg.trainer.steps {
+        return Ok(());
+    }
+    let r = evaluate(t.policy, heldout, t.verifiers, cfg)?;
+    m.insert("eval/accuracy".into(), json!(r.accuracy));
+    if let Value::Object(at_k) = &r.at_k {
+        for (k, v) in at_k {
+            m.insert(format!("eval/{k}"), v.clone());
+        }
+    }
+    if let Some(g) = r.greedy_accuracy {
+        m.insert("eval/greedy_accuracy".into(), json!(g));
+    }
+    m.insert("eval/mean_score".into(), json!(r.mean_score));
+    Ok(())
+}
+
+/// The policy's optimiser, with its moments restored when resuming.
+fn optimizer(
+    cfg: &TrainConfig,
+    policy: &ModelDir,
+    resume: (Option<&PathBuf>, Option<&TrainerState>),
+    device: &Device,
+) -> Result<AdamW> {
+    let mut opt = AdamW::new(policy.model.vars(), cfg.algorithm.optim)?;
+    if let (Some(dir), Some(st)) = resume {
+        checkpoint::load_optimizer(dir, policy, &mut opt, st.optimizer_steps, device)?;
         eprintln!("resumed from {} (step {})", dir.display(), st.step);
     }
-    // PPO: the critic starts from the base weights, or resumes from the checkpoint's.
-    let mut critic = match (&algo.critic, algo.adv_estimator) {
-        (Some(c), rlvr_train::AdvantageEstimator::Gae) => Some(match &resume_from {
-            Some(dir) => Critic::load(&dir.join(checkpoint::CRITIC), &device, dtype, c.optim)?,
-            None => Critic::new(ModelDir::load(&base, &device, dtype)?, c.optim)?,
-        }),
-        _ => None,
+    Ok(opt)
+}
+
+/// The critic when the algorithm needs one: from the base weights, or the checkpoint's.
+fn critic(
+    cfg: &TrainConfig,
+    base: &Path,
+    resume_from: Option<&PathBuf>,
+    device: &Device,
+) -> Result<Option<Critic>> {
+    let algo = &cfg.algorithm;
+    let Some(c) = algo.critic.as_ref().filter(|_| algo.needs(1).critic) else {
+        return Ok(None);
     };
+    let dtype = rlvr_model::parse_dtype(&cfg.model.dtype);
+    Ok(Some(match resume_from {
+        Some(dir) => Critic::load(&dir.join(checkpoint::CRITIC), device, dtype, c.optim)?,
+        None => Critic::new(ModelDir::load(base, device, dtype)?, c.optim)?,
+    }))
+}
+
+/// Saves a checkpoint of the trainer after `done` steps.
+fn save_checkpoint(t: &Trainer, done: usize, base: &Path, root: &Path) -> Result<()> {
+    let cfg = t.cfg;
+    let state = TrainerState {
+        step: done,
+        data_pos: t.data_pos,
+        optimizer_steps: t.opt.steps(),
+        seed: cfg.seed,
+        base_model: base.to_path_buf(),
+    };
+    checkpoint::save(
+        root,
+        t.policy,
+        t.opt,
+        t.critic.as_deref(),
+        &state,
+        cfg.trainer.keep_checkpoints,
+    )?;
+    Ok(())
+}
+
+/// Progress bar message and log line of a finished step.
+fn report_step(pb: &ProgressBar, done: usize, m: &Map<String, Value>) {
+    let get = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    pb.set_message(format!(
+        "reward {:.3} acc {:.2} len {:.1}",
+        get("reward/mean"),
+        get("accuracy"),
+        get("response_length/mean")
+    ));
+    pb.inc(1);
+    tracing::info!(
+        step = done,
+        reward = get("reward/mean"),
+        accuracy = get("accuracy"),
+        kl = get("actor/kl_ref"),
+        grad_norm = get("actor/grad_norm"),
+        step_s = get("timing/step_s"),
+        "step"
+    );
+}
+
+/// The RL steps `start..steps`: each logged, checkpointed when due (and at the end), with the
+/// periodic evaluation.
+fn run_steps(
+    t: &mut Trainer,
+    start: usize,
+    log: &mut StepLog,
+    heldout: &[Example],
+    (base, root): (&Path, &Path),
+    progress: bool,
+) -> Result<()> {
+    let cfg = t.cfg;
+    let steps = cfg.trainer.steps;
+    let pb = bar(steps as u64, "RL", progress);
+    pb.set_position(start as u64);
+    for step in start..steps {
+        let out = t.step(step)?;
+        let done = step + 1;
+        let mut m = out.metrics;
+        periodic_eval(t, done, heldout, &mut m)?;
+        log.write(done, &m, &out.samples, cfg.trainer.store_rollouts)?;
+        let every = cfg.trainer.save_every;
+        if (every > 0 && done % every == 0) || done == steps {
+            save_checkpoint(t, done, base, root)?;
+        }
+        report_step(&pb, done, &m);
+    }
+    pb.finish_and_clear();
+    // Nothing trained in this process: make sure a final checkpoint exists.
+    if (steps == 0 || start >= steps) && checkpoint::latest(root)?.is_none() {
+        save_checkpoint(t, start, base, root)?;
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) training; returns the summary. Stages: resolve the config → data → run
+/// directory → models → evaluation before → RL steps → evaluation after → plots and summary.
+pub fn train(opts: RunOptions) -> Result<Value> {
+    let started = Instant::now();
+    let (existing, cfg, resume_from) = resolve(&opts)?;
+    let (source, heldout) = load_data(&cfg)?;
+    let resume_state = match &resume_from {
+        Some(dir) => Some(checkpoint::read_state(dir)?),
+        None => None,
+    };
+    let run = open_run(existing, &cfg, &opts, resume_state.as_ref().map(|s| s.step))?;
+    let device = device(&cfg)?;
+    let resume = (resume_from.as_ref(), resume_state.as_ref());
+    let mut extra = Map::new();
+    let models = load_models(&cfg, resume, &device, &mut extra, opts.progress)?;
+    let verifiers = Verifiers::new(&cfg.verifier, &cfg.verifier_by_source)
+        .map_err(|e| LoopError::config("verifier", e.to_string()))?;
+    let rt = verify_runtime(&cfg)?;
+    let start_step = resume_state.as_ref().map_or(0, |s| s.step);
+    let resuming = resume_state.is_some() || opts.resume.is_some();
+    let mut log = StepLog::open(&run, start_step, resuming)?;
+    let before = eval_before(&cfg, &log.store, &models.policy, &heldout, &verifiers)?;
+    let mut opt = optimizer(&cfg, &models.policy, resume, &device)?;
+    let mut critic = critic(&cfg, &models.base, resume_from.as_ref(), &device)?;
     let mut trainer = Trainer {
         cfg: &cfg,
-        policy: &policy,
-        reference: reference.as_ref().map(|r| &r.model),
+        policy: &models.policy,
+        reference: models.reference.as_ref().map(|r| &r.model),
         opt: &mut opt,
         verifiers: &verifiers,
         source: &source,
@@ -284,120 +513,51 @@ pub fn train(opts: RunOptions) -> Result<Value> {
         data_pos: resume_state.as_ref().map_or(0, |s| s.data_pos),
         critic: critic.as_mut(),
     };
-    let steps = cfg.trainer.steps;
-    let pb = bar(steps as u64, "RL", opts.progress);
-    pb.set_position(start_step as u64);
-    let ckpt_root = run.checkpoints_dir();
-    let state_of = |step: usize, t: &Trainer| TrainerState {
-        step,
-        data_pos: t.data_pos,
-        optimizer_steps: t.opt.steps(),
-        seed: cfg.seed,
-        base_model: base.clone(),
-    };
-    for step in start_step..steps {
-        let out = trainer.step(step)?;
-        let mut m = out.metrics;
-        if cfg.eval.every > 0 && (step + 1) % cfg.eval.every == 0 && step + 1 < steps {
-            let r = evaluate(trainer.policy, &heldout, &verifiers, &cfg)?;
-            m.insert("eval/accuracy".into(), json!(r.accuracy));
-            if let Value::Object(at_k) = &r.at_k {
-                for (k, v) in at_k {
-                    m.insert(format!("eval/{k}"), v.clone());
-                }
-            }
-            if let Some(g) = r.greedy_accuracy {
-                m.insert("eval/greedy_accuracy".into(), json!(g));
-            }
-            m.insert("eval/mean_score".into(), json!(r.mean_score));
-        }
-        let mut rec = Map::new();
-        rec.insert("step".into(), json!(step + 1));
-        rec.extend(m.clone());
-        let rec = Value::Object(rec);
-        let keep = if cfg.trainer.store_rollouts == 0 {
-            out.samples.len()
-        } else {
-            cfg.trainer.store_rollouts.min(out.samples.len())
-        };
-        let rollouts: Vec<Value> = out.samples[..keep]
-            .iter()
-            .map(|s| record(step + 1, s))
-            .collect();
-        store.put_rollouts((step + 1) as u64, &rollouts)?;
-        store.put_metrics((step + 1) as u64, &rec)?;
-        mlog.append(&rec)?;
-        tb.add_scalars((step + 1) as u64, &m)?;
-        store.flush()?;
-        mlog.flush()?;
-        tb.flush()?;
-        let done = step + 1;
-        if (cfg.trainer.save_every > 0 && done % cfg.trainer.save_every == 0) || done == steps {
-            checkpoint::save(
-                &ckpt_root,
-                trainer.policy,
-                trainer.opt,
-                trainer.critic.as_deref(),
-                &state_of(done, &trainer),
-                cfg.trainer.keep_checkpoints,
-            )?;
-        }
-        let get = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        pb.set_message(format!(
-            "reward {:.3} acc {:.2} len {:.1}",
-            get("reward/mean"),
-            get("accuracy"),
-            get("response_length/mean")
-        ));
-        pb.inc(1);
-        tracing::info!(
-            step = done,
-            reward = get("reward/mean"),
-            accuracy = get("accuracy"),
-            kl = get("actor/kl_ref"),
-            grad_norm = get("actor/grad_norm"),
-            step_s = get("timing/step_s"),
-            "step"
-        );
-    }
-    pb.finish_and_clear();
-    if steps == 0 || start_step >= steps {
-        // Nothing trained in this process: make sure a final checkpoint exists.
-        if checkpoint::latest(&ckpt_root)?.is_none() {
-            checkpoint::save(
-                &ckpt_root,
-                trainer.policy,
-                trainer.opt,
-                trainer.critic.as_deref(),
-                &state_of(start_step, &trainer),
-                cfg.trainer.keep_checkpoints,
-            )?;
-        }
-    }
-    let eval_after = if cfg.eval.after {
-        let r = evaluate(&policy, &heldout, &verifiers, &cfg)?;
+    let dirs = (models.base.as_path(), run.checkpoints_dir());
+    run_steps(
+        &mut trainer,
+        start_step,
+        &mut log,
+        &heldout,
+        (dirs.0, &dirs.1),
+        opts.progress,
+    )?;
+    let after = if cfg.eval.after {
+        let r = evaluate(&models.policy, &heldout, &verifiers, &cfg)?;
         eprintln!("eval after RL: {}", describe(&r));
         Some(r)
     } else {
         None
     };
-    let metrics = rlvr_store::read_metrics(&metrics_path)?;
+    if let Some(st) = &resume_state {
+        extra.insert("resumed_from_step".into(), json!(st.step));
+    }
+    let s = finish(&run, &cfg, (&before, &after), started, extra)?;
+    rt.shutdown_background();
+    Ok(s)
+}
+
+/// Plots and `summary.json`.
+fn finish(
+    run: &RunDir,
+    cfg: &TrainConfig,
+    (before, after): (&Option<EvalResult>, &Option<EvalResult>),
+    started: Instant,
+    mut extra: Map<String, Value>,
+) -> Result<Value> {
+    let metrics = rlvr_store::read_metrics(&run.metrics_path())?;
     let plots = rlvr_store::plot_metrics(&metrics, PLOTTED, &run.plots_dir())?;
     extra.insert("plots".into(), json!(plots));
     extra.insert("run_dir".into(), json!(run.path()));
     extra.insert("algorithm".into(), json!(cfg.algorithm.preset));
-    if let Some(st) = &resume_state {
-        extra.insert("resumed_from_step".into(), json!(st.step));
-    }
     let s = summary(
-        &eval_before,
-        &eval_after,
-        steps,
+        before,
+        after,
+        cfg.trainer.steps,
         started.elapsed().as_secs_f64(),
         extra,
     );
     run.write_summary(&s)?;
-    rt.shutdown_background();
     Ok(s)
 }
 

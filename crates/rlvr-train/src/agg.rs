@@ -3,6 +3,7 @@
 //!
 //! Each mode is `numerator(micro-batch) / denominator(global batch)`:
 //! - `token-mean`: `Σ m·ℓ / Σ m` (DAPO's token-level loss);
+//! - `token-sum`: `Σ m·ℓ` (no normaliser);
 //! - `seq-mean-token-sum`: `Σ_i Σ_t m·ℓ / B` (B = sequences with at least one valid token);
 //! - `seq-mean-token-mean`: `Σ_i (Σ_t m·ℓ / (Σ_t m + 1e-8)) / B` (original GRPO; verl's
 //!   ε in the per-sequence mean matters at 1e-9 for one-token sequences);
@@ -28,6 +29,9 @@ pub enum LossAggMode {
     #[default]
     #[serde(rename = "token-mean")]
     TokenMean,
+    /// `Σ m·ℓ`, no normaliser (verl 1dda039's `token-sum`).
+    #[serde(rename = "token-sum")]
+    TokenSum,
     /// Mean over sequences of `Σ_t m·ℓ`.
     #[serde(rename = "seq-mean-token-sum")]
     SeqMeanTokenSum,
@@ -41,8 +45,9 @@ pub enum LossAggMode {
 
 impl LossAggMode {
     /// Every mode with its config name.
-    pub const ALL: [(&'static str, LossAggMode); 4] = [
+    pub const ALL: [(&'static str, LossAggMode); 5] = [
         ("token-mean", LossAggMode::TokenMean),
+        ("token-sum", LossAggMode::TokenSum),
         ("seq-mean-token-sum", LossAggMode::SeqMeanTokenSum),
         ("seq-mean-token-mean", LossAggMode::SeqMeanTokenMean),
         ("seq-mean-token-sum-norm", LossAggMode::SeqMeanTokenSumNorm),
@@ -68,6 +73,7 @@ impl LossAggMode {
         let m = mask.to_dtype(DType::F64)?;
         let denom = match self {
             LossAggMode::TokenMean => m.sum_all()?.to_scalar::<f64>()?,
+            LossAggMode::TokenSum => 1.0,
             LossAggMode::SeqMeanTokenSum | LossAggMode::SeqMeanTokenMean => {
                 m.sum(1)?
                     .to_vec1::<f64>()?
@@ -131,6 +137,7 @@ pub fn agg_loss(loss: &Tensor, mask: &Tensor, norm: &Normaliser) -> Result<Tenso
     let masked = (loss * &m)?;
     let num = match norm.mode {
         LossAggMode::TokenMean
+        | LossAggMode::TokenSum
         | LossAggMode::SeqMeanTokenSum
         | LossAggMode::SeqMeanTokenSumNorm => masked.sum_all()?,
         LossAggMode::SeqMeanTokenMean => {

@@ -68,6 +68,36 @@ impl Default for CriticConfig {
     }
 }
 
+/// What an algorithm needs computed for each batch besides the samples and their rewards:
+/// the loop asks this instead of matching estimator variants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// A value model (PPO's critic: the `gae` estimator).
+    pub critic: bool,
+    /// The frozen reference policy's log-probs (KL as a loss or in the reward).
+    pub reference: bool,
+    /// One greedy completion per prompt whose reward is the baseline (`remax`).
+    pub greedy_baseline: bool,
+    /// A separate pass for the log-probs of the policy that sampled (off-policy updates:
+    /// several epochs or mini-batches, or KL in the reward, which reads them before the
+    /// update). On-policy, the update's own log-probs, detached, stand in for them.
+    pub old_logprobs: bool,
+    /// The sampler's per-token log-probs (rollout-correction weights and mismatch metrics).
+    pub rollout_logprobs: bool,
+}
+
+impl AdvantageEstimator {
+    /// Whether the estimator reads a critic's values.
+    pub fn needs_critic(self) -> bool {
+        matches!(self, AdvantageEstimator::Gae)
+    }
+
+    /// Whether the estimator reads a greedy completion's reward per prompt.
+    pub fn needs_greedy_baseline(self) -> bool {
+        matches!(self, AdvantageEstimator::Remax)
+    }
+}
+
 /// Everything that defines an RL algorithm's update (not the rollout or the data).
 /// Defaults are those of the `grpo` preset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,6 +134,20 @@ pub struct AlgorithmConfig {
     pub overlong_filter: bool,
     /// Policy optimiser.
     pub optim: OptimConfig,
+}
+
+impl AlgorithmConfig {
+    /// What this algorithm needs per batch when the policy takes `updates_per_batch`
+    /// optimiser steps on it (epochs × mini-batches; 1 is on-policy).
+    pub fn needs(&self, updates_per_batch: usize) -> Needs {
+        Needs {
+            critic: self.adv_estimator.needs_critic(),
+            reference: self.kl.use_kl_loss || self.kl.use_kl_in_reward,
+            greedy_baseline: self.adv_estimator.needs_greedy_baseline(),
+            old_logprobs: updates_per_batch > 1 || self.kl.use_kl_in_reward,
+            rollout_logprobs: true,
+        }
+    }
 }
 
 impl Default for AlgorithmConfig {

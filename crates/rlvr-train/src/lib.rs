@@ -13,7 +13,21 @@
 //! - [`preference`]: DPO, IPO, KTO, ORPO, SimPO, RRHF;
 //! - [`optim`]: AdamW with global-norm clipping, LR schedules, gradient accumulation;
 //! - [`config`]: the algorithm registry and presets;
-//! - [`golden`]: recomputation of a verl golden file (`rlvr selftest algorithms`).
+//! - [`golden`]: recomputation of a verl golden file (`rlvr selftest algorithms`);
+//! - [`losses`]: verl 1dda039's policy losses behind one registry, [`losses::POLICY_LOSSES`]
+//!   (`actor.policy_loss.loss_mode`): `vanilla`, `dppo_tv`, `dppo_kl`, `gspo`, `geo_mean`
+//!   (GMPO), `cispo`, `sapo`, `gpg`, `dro`, `clip_cov`, `kl_cov`, `bypass_mode`; configured by
+//!   [`losses::ActorLossConfig`] (verl's `ActorConfig` names and defaults);
+//! - [`estimators`]: the extra advantage estimators, registry [`estimators::EXTRA_ESTIMATORS`]:
+//!   `gdpo`, `opo`, `gpg`, `grpo_passk`, `rloo_vectorized`, `grpo_vectorized`,
+//!   `optimal_token_baseline`, `tir_optimal_token_baseline`;
+//! - [`rollout_correction`]: token/sequence TIS, IcePop, rejection sampling (k1/k2/k3, token
+//!   and sequence level), batch normalisation, verl's presets and mismatch metrics;
+//! - [`golden_losses`]: recomputation of `../shared/golden/losses.json` (`rlvr selftest losses`).
+//!
+//! Formulas: `../shared/notes/algorithms.md` (verl b178a3c) and `../shared/notes/losses.md`
+//! (verl 1dda039). One difference between the two verl versions: `seq-mean-token-sum-norm`
+//! is `Σ m·ℓ / C` in [`agg`] (b178a3c) and `Σ m·ℓ / (S·C)` in the [`losses`] registry (1dda039).
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -35,20 +49,24 @@ pub mod config;
 pub mod dapo;
 pub mod entropy;
 pub mod error;
+pub mod estimators;
 pub mod golden;
+pub mod golden_losses;
 pub mod host;
 pub mod kl;
+pub mod losses;
 pub mod metrics;
 pub mod optim;
 pub mod policy;
 pub mod preference;
+pub mod rollout_correction;
 pub mod value;
 
 pub use advantages::{
     compute_advantages, AdvantageEstimator, AdvantageInputs, AdvantageParams, GrpoConfig, StdKind,
 };
 pub use agg::{agg_loss, agg_loss_local, LossAggMode, Normaliser};
-pub use config::{AlgorithmConfig, PRESETS};
+pub use config::{AlgorithmConfig, Needs, PRESETS};
 pub use error::{Result, TrainError};
 pub use kl::KlEstimator;
 pub use policy::{ppo_clip_loss, ClipConfig, PolicyLoss};

@@ -90,21 +90,8 @@ pub fn ppo_clip_loss(
     let old = old_log_prob.to_dtype(dtype)?.detach();
     let adv = advantages.to_dtype(dtype)?.detach();
     let mask = mask.to_dtype(dtype)?;
-    let neg_kl = (log_prob - &old)?.clamp(-20.0, 20.0)?;
-    let ratio = neg_kl.exp()?;
-    let ppo_kl = masked_mean_tensor(&neg_kl.neg()?, &mask)?;
-    let neg_adv = adv.neg()?;
-    let l1 = (&neg_adv * &ratio)?;
-    let clipped = ratio.clamp(1.0 - clip.clip_ratio_low, 1.0 + clip.clip_ratio_high)?;
-    let l2 = (&neg_adv * &clipped)?;
-    let c1 = l1.maximum(&l2)?;
-    let clipfrac = masked_mean_tensor(&l2.gt(&l1)?.to_dtype(DType::F64)?, &mask)?;
-    let l3 = neg_adv.affine(clip.clip_ratio_c, 0.0)?;
-    let c2 = l3.minimum(&c1)?;
-    let neg = adv.lt(0.0)?;
-    let lower = (c1.gt(&l3)?.to_dtype(DType::F64)? * neg.to_dtype(DType::F64)?)?;
-    let clipfrac_lower = masked_mean_tensor(&lower, &mask)?;
-    let per_token = neg.where_cond(&c2, &c1)?;
+    let (per_token, clipfrac, clipfrac_lower, ppo_kl) =
+        ppo_clip_terms(log_prob, &old, &adv, &mask, clip)?;
     let loss = agg_loss(&per_token, &mask, norm)?;
     Ok(PolicyLoss {
         loss,
@@ -113,4 +100,31 @@ pub fn ppo_clip_loss(
         clipfrac_lower,
         ppo_kl,
     })
+}
+
+/// The per-token PPO clip loss and its metrics `(ℓ, clipfrac, clipfrac_lower, ppo_kl)` on
+/// inputs already in `log_prob`'s dtype (`old`, `adv`, `mask` detached).
+pub(crate) fn ppo_clip_terms(
+    log_prob: &Tensor,
+    old: &Tensor,
+    adv: &Tensor,
+    mask: &Tensor,
+    clip: &ClipConfig,
+) -> Result<(Tensor, f64, f64, f64)> {
+    let neg_kl = (log_prob - old)?.clamp(-20.0, 20.0)?;
+    let ratio = neg_kl.exp()?;
+    let ppo_kl = masked_mean_tensor(&neg_kl.neg()?.detach(), mask)?;
+    let neg_adv = adv.neg()?;
+    let l1 = (&neg_adv * &ratio)?;
+    let clipped = ratio.clamp(1.0 - clip.clip_ratio_low, 1.0 + clip.clip_ratio_high)?;
+    let l2 = (&neg_adv * &clipped)?;
+    let c1 = l1.maximum(&l2)?;
+    let clipfrac = masked_mean_tensor(&l2.gt(&l1)?.to_dtype(DType::F64)?, mask)?;
+    let l3 = neg_adv.affine(clip.clip_ratio_c, 0.0)?;
+    let c2 = l3.minimum(&c1)?;
+    let neg = adv.lt(0.0)?;
+    let lower = (c1.gt(&l3)?.to_dtype(DType::F64)? * neg.to_dtype(DType::F64)?)?;
+    let clipfrac_lower = masked_mean_tensor(&lower, mask)?;
+    let per_token = neg.where_cond(&c2, &c1)?;
+    Ok((per_token, clipfrac, clipfrac_lower, ppo_kl))
 }
