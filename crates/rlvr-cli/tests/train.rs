@@ -363,7 +363,7 @@ fn ppo_resumes_exactly_with_its_critic() {
     for f in [
         "model.safetensors",
         "critic/model.safetensors",
-        "critic/value_head.safetensors",
+        "critic/config.json",
         "critic/optimizer.safetensors",
     ] {
         let wa = std::fs::read(full.join("checkpoints/step-000004").join(f)).unwrap();
@@ -412,7 +412,7 @@ fn every_preset_config_runs() {
             }
             // The critic is checkpointed with the policy.
             let ck = run.join("checkpoints/step-000002/critic");
-            assert!(ck.join("value_head.safetensors").exists());
+            assert!(ck.join("model.safetensors").exists());
             assert!(ck.join("optimizer.safetensors").exists());
         }
         if preset == "remax" {

@@ -1,15 +1,15 @@
 //! Checkpoints: `checkpoints/step-NNNNNN/` holds the policy as a Hugging Face directory, the
-//! optimiser moments (`optimizer.safetensors`), `trainer_state.json` (step, data position,
-//! optimiser steps, seed) and, for PPO, the critic (`critic/`). A checkpoint is written into a hidden temporary directory and
+//! optimiser's state file (`optimizer.safetensors`, [`AdamW::save_state`]),
+//! `trainer_state.json` (step, data position, optimiser steps, seed) and, for PPO, the critic
+//! (`critic/`, see [`Critic::save`]). A checkpoint is written into a hidden temporary directory and
 //! renamed into place, then `checkpoints/latest` (written atomically) names it: a kill at any
 //! moment leaves the previous checkpoint intact and `latest` pointing at a complete one.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use rlvr_model::ModelDir;
-use rlvr_train::optim::{AdamW, AdamWState};
+use rlvr_train::optim::AdamW;
 use serde::{Deserialize, Serialize};
 
 use crate::critic::Critic;
@@ -56,7 +56,7 @@ pub fn save(
     let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     rlvr_model::save::save_model(&policy.model, &tmp, None, Some(&policy.dir))?;
-    save_moments(&tmp.join(OPTIM), &var_names(&policy.model), opt)?;
+    opt.save_state(&tmp.join(OPTIM), &var_names(&policy.model))?;
     if let Some(c) = critic {
         c.save(&tmp.join(CRITIC))?;
     }
@@ -115,85 +115,28 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
     serde_json::from_str(&text).map_err(|e| LoopError::Other(format!("{}: {e}", p.display())))
 }
 
-/// Restores the optimiser moments saved with a checkpoint (names must match the model's).
+/// Restores the optimiser state saved with a checkpoint (names must match the model's);
+/// `steps` is the count `trainer_state.json` recorded, which must agree with the state file's.
 pub fn load_optimizer(
     dir: &Path,
     policy: &ModelDir,
     opt: &mut AdamW,
     steps: usize,
-    device: &Device,
+    _device: &Device,
 ) -> Result<()> {
-    load_moments(
-        &dir.join(OPTIM),
-        &var_names(&policy.model),
-        opt,
-        steps,
-        device,
-    )
+    let path = dir.join(OPTIM);
+    opt.load_state(&path, &var_names(&policy.model))?;
+    if opt.steps() != steps {
+        return Err(LoopError::Other(format!(
+            "{}: {} optimiser steps, but {STATE} records {steps}",
+            path.display(),
+            opt.steps()
+        )));
+    }
+    Ok(())
 }
 
 /// The names of a model's variables, in the optimiser's order.
 pub(crate) fn var_names(model: &rlvr_model::CausalLm) -> Vec<String> {
     model.named_vars().iter().map(|(n, _)| n.clone()).collect()
-}
-
-/// Writes `opt`'s moments as `NAME.exp_avg` / `NAME.exp_avg_sq` tensors (`names` in the
-/// optimiser's variable order) with its step count in the metadata (`optimizer_steps`).
-pub(crate) fn save_moments(path: &Path, names: &[String], opt: &AdamW) -> Result<()> {
-    let st = opt.state();
-    let mut tensors: Vec<(String, Tensor)> = Vec::new();
-    for (name, (m, v)) in names.iter().zip(&st.moments) {
-        tensors.push((format!("{name}.exp_avg"), m.contiguous()?));
-        tensors.push((format!("{name}.exp_avg_sq"), v.contiguous()?));
-    }
-    let meta: HashMap<String, String> =
-        [("optimizer_steps".to_string(), st.steps.to_string())].into();
-    safetensors::serialize_to_file(
-        tensors.iter().map(|(n, t)| (n.as_str(), t)),
-        Some(meta),
-        path,
-    )
-    .map_err(|e| LoopError::Other(format!("{}: {e}", path.display())))
-}
-
-/// The step count [`save_moments`] recorded in `path`.
-pub(crate) fn saved_steps(path: &Path) -> Result<usize> {
-    let err = |e: String| LoopError::Other(format!("{}: {e}", path.display()));
-    let bytes = std::fs::read(path).map_err(|e| LoopError::io(path, e))?;
-    let (_, meta) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
-    meta.metadata()
-        .as_ref()
-        .and_then(|m| m.get("optimizer_steps"))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| err("missing optimizer_steps metadata".into()))
-}
-
-/// Restores moments written by [`save_moments`] into `opt` (same names, same order).
-pub(crate) fn load_moments(
-    path: &Path,
-    names: &[String],
-    opt: &mut AdamW,
-    steps: usize,
-    device: &Device,
-) -> Result<()> {
-    let tensors = candle_core::safetensors::load(path, device)
-        .map_err(|e| LoopError::Other(format!("{}: {e}", path.display())))?;
-    let mut moments = Vec::with_capacity(names.len());
-    for name in names {
-        let get = |suffix: &str| {
-            tensors
-                .get(&format!("{name}.{suffix}"))
-                .cloned()
-                .ok_or_else(|| {
-                    LoopError::Other(format!(
-                        "{}: missing tensor {name}.{suffix}",
-                        path.display()
-                    ))
-                })
-        };
-        moments.push((get("exp_avg")?, get("exp_avg_sq")?));
-    }
-    opt.load_state(AdamWState { steps, moments })?;
-    Ok(())
 }

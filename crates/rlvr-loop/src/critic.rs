@@ -1,126 +1,104 @@
-//! The PPO critic: a copy of the policy's architecture and starting weights with a scalar
-//! value head (`value_head.weight`, `(hidden, 1)`, zero at the start, so the first values are
-//! 0) read at the positions that predict each response token — verl's alignment
+//! The PPO critic: a [`ScalarHeadModel`] — a copy of the policy's architecture and starting
+//! weights with the scalar head `score.weight` (`[1, hidden]`, zero at the start, so the first
+//! values are 0) — read at the positions that predict each response token — verl's alignment
 //! (`values[:, -R-1:-1]`), the same as the policy's logits. It has its own AdamW
 //! (`algorithm.critic.optim`).
 //!
-//! Saved in a checkpoint's `critic/` directory: the backbone as a Hugging Face directory, the
-//! head in `value_head.safetensors`, the optimiser moments in `optimizer.safetensors` (names as
-//! the policy's, plus `value_head.weight`) — so a PPO run resumes exactly.
+//! Saved in a checkpoint's `critic/` directory in the scalar-head format the reward model
+//! shares (an HF `*ForSequenceClassification` directory: `config.json`, `model.safetensors`
+//! with the backbone and `score.weight`, the tokenizer files), plus the optimiser's state file
+//! `optimizer.safetensors` ([`AdamW::save_state`], names as the model's, `score.weight`
+//! last) — so a PPO run resumes exactly. Critic directories of the earlier format (a causal LM
+//! plus `value_head.safetensors`) still load.
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
-use rlvr_model::{CausalLm, Mode, ModelDir};
+use rlvr_model::scalar_head::LEGACY_HEAD;
+use rlvr_model::{HeadInit, HeadSource, Mode, ModelDir, ScalarHeadModel};
 use rlvr_train::optim::{AdamW, OptimConfig};
+use serde_json::Map;
 
 use crate::batch::Packed;
-use crate::checkpoint;
-use crate::error::{LoopError, Result};
+use crate::error::Result;
 
-const HEAD: &str = "value_head.weight";
-const HEAD_FILE: &str = "value_head.safetensors";
-const OPTIM: &str = "optimizer.safetensors";
+/// The optimiser's state file in a critic directory.
+pub const OPTIM: &str = "optimizer.safetensors";
 
 /// The value model and its optimiser.
 pub struct Critic {
-    /// The backbone (its LM head is unused).
-    pub model: ModelDir,
-    /// `(hidden, 1)` value head.
-    pub head: Var,
-    /// The critic's optimiser over the backbone's variables and the head.
+    /// The backbone (its LM head is unused) and the value head.
+    pub model: ScalarHeadModel,
+    /// The critic's optimiser over [`vars`](Self::vars).
     pub opt: AdamW,
-}
-
-fn other(path: &Path, e: impl std::fmt::Display) -> LoopError {
-    LoopError::Other(format!("{}: {e}", path.display()))
 }
 
 impl Critic {
     /// A critic from a model directory (the RL start: the policy's base weights), with a zero
     /// value head and a fresh optimiser.
     pub fn new(model: ModelDir, optim: OptimConfig) -> Result<Self> {
-        let h = model.model.config().hidden_size;
-        let dtype = model.model.dtype();
-        let device = model.model.device().clone();
-        let head = Var::from_tensor(&Tensor::zeros((h, 1), dtype, &device)?)?;
-        let mut vars = model.model.vars();
-        vars.push(head.clone());
-        let opt = AdamW::new(vars, optim)?;
-        Ok(Critic { model, head, opt })
+        let model = ScalarHeadModel::from_backbone(model.model, HeadInit::Zeros, Some(&model.dir))?;
+        Self::with_model(model, optim)
     }
 
-    /// The names of [`vars`](Self::vars), in order.
-    fn var_names(&self) -> Vec<String> {
-        let mut names = checkpoint::var_names(&self.model.model);
-        names.push(HEAD.into());
-        names
+    fn with_model(model: ScalarHeadModel, optim: OptimConfig) -> Result<Self> {
+        let opt = AdamW::new(model.vars(), optim)?;
+        Ok(Critic { model, opt })
     }
 
-    /// The variables the optimiser updates (backbone, then head).
+    /// The value head, `[1, hidden]`.
+    pub fn head(&self) -> &Var {
+        self.model.head()
+    }
+
+    /// The variables the optimiser updates (backbone without an untied LM head, then head).
     pub fn vars(&self) -> Vec<Var> {
-        let mut v = self.model.model.vars();
-        v.push(self.head.clone());
-        v
+        self.model.vars()
     }
 
     /// `(B, R)` values of a packed batch: the head applied to the hidden states of the
     /// positions that predict each response token. `Mode::Train` keeps the graph.
     pub fn values(&self, packed: &Packed, mode: Mode) -> Result<Tensor> {
-        let m: &CausalLm = &self.model.model;
-        let hidden = m.hidden_states(&packed.batch, None, mode)?;
+        let hidden = self
+            .model
+            .backbone()
+            .hidden_states(&packed.batch, None, mode)?;
         let h = hidden.narrow(1, packed.prompt_len - 1, packed.response_len)?;
-        let head = match mode {
-            Mode::Train => self.head.as_tensor().clone(),
-            _ => self.head.as_tensor().detach(),
-        };
-        let (b, r, d) = h.dims3()?;
-        let v = h
-            .reshape((b * r, d))?
-            .matmul(&head.to_dtype(h.dtype())?)?
-            .reshape((b, r))?;
-        Ok(v)
+        Ok(self.model.head_of(&h, mode)?)
     }
 
-    /// Writes the critic into `dir` (created).
+    /// Writes the critic into `dir` (created): the model, then the optimiser state.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        rlvr_model::save::save_model(&self.model.model, dir, None, Some(&self.model.dir))?;
-        let head_path = dir.join(HEAD_FILE);
-        let head = self.head.as_tensor().contiguous()?;
-        safetensors::serialize_to_file([(HEAD, &head)], None, &head_path)
-            .map_err(|e| other(&head_path, e))?;
-        checkpoint::save_moments(&dir.join(OPTIM), &self.var_names(), &self.opt)?;
+        self.model.save(dir, &Map::new())?;
+        self.opt
+            .save_state(&dir.join(OPTIM), &self.model.var_names())?;
         Ok(())
     }
 
-    /// Reads a critic written by [`save`](Self::save).
+    /// Reads a critic written by [`save`](Self::save) (or in the earlier format).
     pub fn load(
         dir: &Path,
         device: &Device,
         dtype: Option<DType>,
         optim: OptimConfig,
     ) -> Result<Self> {
-        let model = ModelDir::load(dir, device, dtype)?;
-        let head_path = dir.join(HEAD_FILE);
-        let t =
-            candle_core::safetensors::load(&head_path, device).map_err(|e| other(&head_path, e))?;
-        let head = t
-            .get(HEAD)
-            .ok_or_else(|| other(&head_path, format!("missing tensor {HEAD}")))?
-            .to_dtype(model.model.dtype())?;
-        let h = model.model.config().hidden_size;
-        if head.dims() != [h, 1] {
-            return Err(other(
-                &head_path,
-                format!("{HEAD} has shape {:?}, expected [{h}, 1]", head.dims()),
-            ));
+        let model = ScalarHeadModel::load(dir, device, dtype, HeadInit::Zeros)?;
+        let legacy = model.head_source() == HeadSource::Legacy;
+        let mut critic = Self::with_model(model, optim)?;
+        let path = dir.join(OPTIM);
+        let mut names = critic.model.var_names();
+        if !legacy {
+            critic.opt.load_state(&path, &names)?;
+            return Ok(critic);
         }
-        let mut critic = Critic::new(model, optim)?;
-        critic.head.set(&head)?;
-        let optim_path = dir.join(OPTIM);
-        let steps = checkpoint::saved_steps(&optim_path)?;
-        let names = critic.var_names();
-        checkpoint::load_moments(&optim_path, &names, &mut critic.opt, steps, device)?;
+        // The earlier format named the head `value_head.weight`, `[hidden, 1]`.
+        *names.last_mut().expect("the head is a variable") = LEGACY_HEAD.into();
+        let mut state = AdamW::read_state(&path, &names)?;
+        let (m, v) = state.moments.pop().expect("one moment pair per name");
+        state
+            .moments
+            .push((m.t()?.contiguous()?, v.t()?.contiguous()?));
+        critic.opt.set_state(state)?;
         Ok(critic)
     }
 }

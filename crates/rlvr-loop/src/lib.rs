@@ -7,6 +7,7 @@
 //! - [`builtin`]: the built-in byte-level tokenizer and small Qwen2 policy;
 //! - [`warmup`]: supervised warm-up on worked solutions, cached;
 //! - [`prompts`]: prompt streams and rendering;
+//! - [`progress`]: progress bars;
 //! - [`batch`]: packing (prompt, response) rows; response log-probs;
 //! - [`trainer`]: one RL step as named phases over one [`trainer::StepBatch`]: [`collect`]
 //!   (prompts → rollouts → rewards → filtering), [`logprobs`] (old, reference, values),
@@ -28,6 +29,7 @@ pub mod error;
 pub mod evaluate;
 pub mod logprobs;
 pub mod metrics;
+pub mod progress;
 pub mod prompts;
 pub mod run;
 pub mod step_rewards;

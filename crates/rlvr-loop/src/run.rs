@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rlvr_data::tasks::ArithmeticTask;
 use rlvr_data::Example;
 use rlvr_model::ModelDir;
@@ -19,6 +19,7 @@ use crate::config::TrainConfig;
 use crate::critic::Critic;
 use crate::error::{LoopError, Result};
 use crate::evaluate::{evaluate, EvalResult};
+pub use crate::progress::bar;
 use crate::prompts::PromptSource;
 use crate::trainer::{Sample, Trainer};
 use crate::warmup;
@@ -37,24 +38,6 @@ pub struct RunOptions {
     pub progress: bool,
     /// The command line, for `meta.json`.
     pub command: Vec<String>,
-}
-
-/// A progress bar drawn on stderr when `show` and stderr is a terminal.
-pub fn bar(len: u64, what: &str, show: bool) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(
-        Some(len),
-        if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    pb.set_style(
-        ProgressStyle::with_template("{prefix:>9} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-            .expect("valid template"),
-    );
-    pb.set_prefix(what.to_string());
-    pb
 }
 
 fn device(cfg: &TrainConfig) -> Result<Device> {
@@ -369,7 +352,7 @@ fn periodic_eval(
     m: &mut Map<String, Value>,
 ) -> Result<()> {
     let cfg = t.cfg;
-    if cfg.eval.every == 0 || done % cfg.eval.every != 0 || done >= cfg.trainer.steps {
+    if cfg.eval.every == 0 || !done.is_multiple_of(cfg.eval.every) || done >= cfg.trainer.steps {
         return Ok(());
     }
     let r = evaluate(t.policy, heldout, t.verifiers, cfg)?;

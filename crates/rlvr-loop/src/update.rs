@@ -13,7 +13,7 @@ use rlvr_train::agg::Normaliser;
 use rlvr_train::entropy::{entropy_from_logits, entropy_loss};
 use rlvr_train::kl::{kl_loss, kl_penalty};
 use rlvr_train::losses::PolicyLossInputs;
-use rlvr_train::optim::{global_grad_norm, GradAccumulator};
+use rlvr_train::optim::GradAccumulator;
 use rlvr_train::policy::ppo_clip_loss;
 use rlvr_train::rollout_correction::compute_rollout_correction;
 
@@ -218,8 +218,7 @@ impl Trainer<'_> {
         norm: &Normaliser,
         st: &mut UpdateStats,
     ) -> Result<bool> {
-        let vars = self.policy.model.vars();
-        let mut acc = GradAccumulator::new(vars.clone());
+        let mut acc = GradAccumulator::new(self.policy.model.vars());
         let mut loss_sum = 0.0f64;
         let micro_size = self.cfg.trainer.micro_batch_size;
         for (mi, micro) in mb.chunks(micro_size).enumerate() {
@@ -239,16 +238,15 @@ impl Trainer<'_> {
             record_micro(&out, st);
             acc.backward(&out.loss)?;
         }
-        let grads = acc.take()?;
-        let gn = global_grad_norm(&vars, &grads)?;
-        if !gn.is_finite() {
+        let report = self.opt.try_step(acc.take()?)?;
+        let gn = report.grad_norm;
+        if !report.applied {
             tracing::warn!(
                 grad_norm = gn,
                 "non-finite gradient: the optimiser step is skipped"
             );
             return Ok(false);
         }
-        self.opt.step(grads)?;
         st.updates += 1;
         st.losses.push(loss_sum);
         st.grad_norms.push(gn);
@@ -416,8 +414,7 @@ impl Trainer<'_> {
             .critic
             .as_deref_mut()
             .ok_or_else(|| LoopError::Other("the estimator needs a critic".into()))?;
-        let vars = critic.vars();
-        let mut acc = GradAccumulator::new(vars.clone());
+        let mut acc = GradAccumulator::new(critic.vars());
         let (mut loss_sum, mut clip, mut tokens) = (0.0f64, 0.0f64, 0.0f64);
         let micro_size = cfg.trainer.micro_batch_size;
         for (mi, micro) in mb.chunks(micro_size).enumerate() {
@@ -443,16 +440,15 @@ impl Trainer<'_> {
             tokens += n;
             acc.backward(&loss)?;
         }
-        let grads = acc.take()?;
-        let gn = global_grad_norm(&vars, &grads)?;
-        if !gn.is_finite() {
+        let report = critic.opt.try_step(acc.take()?)?;
+        let gn = report.grad_norm;
+        if !report.applied {
             tracing::warn!(
                 grad_norm = gn,
                 "non-finite critic gradient: the step is skipped"
             );
             return Ok(None);
         }
-        critic.opt.step(grads)?;
         Ok(Some((loss_sum, clip / tokens.max(1.0), gn, tokens)))
     }
 

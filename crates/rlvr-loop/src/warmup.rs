@@ -151,7 +151,7 @@ fn train_sft(dir: &Path, cfg: &TrainConfig, device: &Device, progress: bool) -> 
         .token_id("<|im_end|>")
         .or(md.tokenizer.eos_token_id());
     let pad = md.model.config().pad_token_id.unwrap_or(0);
-    let bar = crate::run::bar(w.steps as u64, "warm-up", progress);
+    let bar = crate::progress::bar(w.steps as u64, "warm-up", progress);
     let tail = (w.steps / 10).max(1);
     let mut tail_loss = Vec::new();
     for step in 0..w.steps {
@@ -179,8 +179,15 @@ fn train_sft(dir: &Path, cfg: &TrainConfig, device: &Device, progress: bool) -> 
         let n = packed.mask_host.iter().sum::<f32>().max(1.0) as f64;
         let loss = (lp * &packed.mask)?.sum_all()?.affine(-1.0 / n, 0.0)?;
         let value = loss.to_scalar::<f32>()? as f64;
-        let grads = loss.backward()?;
-        opt.step(grads)?;
+        let report = opt.try_step(loss.backward()?)?;
+        if !report.applied {
+            tracing::warn!(
+                step,
+                loss = value,
+                grad_norm = report.grad_norm,
+                "non-finite warm-up gradient: the step is skipped"
+            );
+        }
         if step + tail >= w.steps {
             tail_loss.push(value);
         }

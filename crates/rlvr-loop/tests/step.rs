@@ -303,11 +303,85 @@ fn ppo_trains_its_critic_and_the_critic_round_trips() {
         .unwrap();
     assert_eq!(a, b);
     assert!(a.iter().flatten().any(|v| *v != 0.0));
-    // A damaged head is an error naming the file.
-    std::fs::write(dir.join("value_head.safetensors"), b"nope").unwrap();
+    // The scalar-head format the reward model shares: a sequence classifier with `score.weight`.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["num_labels"], 1);
+    assert!(cfg["architectures"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("ForSequenceClassification"));
+    assert!(!dir.join("value_head.safetensors").exists());
+    // The optimiser's state file, damaged, is an error naming it.
+    std::fs::write(dir.join("optimizer.safetensors"), b"nope").unwrap();
     let e = rlvr_loop::critic::Critic::load(&dir, &Device::Cpu, None, critic_optim)
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("value_head.safetensors"), "{e}");
+    assert!(e.contains("optimizer.safetensors"), "{e}");
+}
+
+#[test]
+fn a_critic_of_the_earlier_format_loads() {
+    // Before the scalar-head format: the backbone as a causal LM, the head [hidden, 1] in
+    // `value_head.safetensors`, moments named `value_head.weight.exp_avg(_sq)`.
+    let Fixture { tmp, md, .. } = fixture();
+    let optim = rlvr_train::optim::OptimConfig::default();
+    let dir = tmp.path().join("old-critic");
+    rlvr_model::save::save_model(&md.model, &dir, None, Some(tmp.path())).unwrap();
+    let h = md.model.config().hidden_size;
+    let head: Vec<f32> = (0..h).map(|i| (i as f32 * 0.3).sin()).collect();
+    let t = candle_core::Tensor::from_vec(head.clone(), (h, 1), &Device::Cpu).unwrap();
+    safetensors::serialize_to_file(
+        [("value_head.weight", &t)],
+        None,
+        &dir.join("value_head.safetensors"),
+    )
+    .unwrap();
+    let mut tensors: Vec<(String, candle_core::Tensor)> = Vec::new();
+    for (n, v) in md.model.named_vars() {
+        let z = v.as_tensor().ones_like().unwrap();
+        tensors.push((format!("{n}.exp_avg"), (&z * 0.5).unwrap()));
+        tensors.push((format!("{n}.exp_avg_sq"), (&z * 0.25).unwrap()));
+    }
+    tensors.push(("value_head.weight.exp_avg".into(), (&t * 2.0).unwrap()));
+    tensors.push(("value_head.weight.exp_avg_sq".into(), (&t * 3.0).unwrap()));
+    let meta: std::collections::HashMap<String, String> =
+        [("optimizer_steps".to_string(), "7".to_string())].into();
+    safetensors::serialize_to_file(
+        tensors.iter().map(|(n, t)| (n.as_str(), t)),
+        Some(meta),
+        &dir.join("optimizer.safetensors"),
+    )
+    .unwrap();
+    let c = rlvr_loop::critic::Critic::load(&dir, &Device::Cpu, None, optim).unwrap();
+    assert_eq!(c.opt.steps(), 7);
+    assert_eq!(
+        c.head()
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap(),
+        head
+    );
+    let st = c.opt.state();
+    let (m, v) = st.moments.last().unwrap();
+    assert_eq!(m.dims(), &[1, h]);
+    let want: Vec<f32> = head.iter().map(|x| x * 3.0).collect();
+    assert_eq!(v.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want);
+    // Saved again, it is in the new format.
+    c.save(&dir).unwrap();
+    assert!(!dir.join("value_head.safetensors").exists());
+    let back = rlvr_loop::critic::Critic::load(&dir, &Device::Cpu, None, optim).unwrap();
+    assert_eq!(back.opt.steps(), 7);
+    assert_eq!(
+        back.head()
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap(),
+        head
+    );
 }

@@ -8,16 +8,15 @@
 //! Directories are ordinary HF model directories: `config.json` (the backbone's fields,
 //! `architectures: ["Qwen2ForSequenceClassification"]`, `num_labels: 1`, and rlvr's own
 //! settings under `rlvr_reward_model`), `model.safetensors` (backbone + `score.weight`,
-//! without `lm_head.weight`, which sequence classifiers do not have) and the tokenizer files.
+//! without `lm_head.weight`, which sequence classifiers do not have) and the tokenizer files:
+//! the one scalar-head format of [`rlvr_model::ScalarHeadModel`], which the PPO critic shares.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
-use rlvr_model::save::COPIED_FILES;
-use rlvr_model::{Batch, CausalLm, Checkpoint, Mode, ModelConfig, Tokenizer};
+use rlvr_model::{Batch, CausalLm, HeadInit, HeadSource, Mode, ScalarHeadModel, Tokenizer};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::aggregate::Aggregation;
 use crate::error::{Result, RmError};
@@ -25,7 +24,7 @@ use crate::error::{Result, RmError};
 /// Key of rlvr's reward-model settings in `config.json`.
 pub const SETTINGS_KEY: &str = "rlvr_reward_model";
 /// Name of the scalar head, as in transformers' sequence classifiers.
-pub const HEAD: &str = "score.weight";
+pub const HEAD: &str = rlvr_model::scalar_head::HEAD;
 /// Seed of the head's initial weights when a checkpoint has none.
 pub const HEAD_INIT_SEED: u64 = 0x5c0e_5eed;
 
@@ -116,16 +115,14 @@ pub struct ScoreInput<'a> {
     pub response: &'a str,
 }
 
-/// A reward model: backbone, head, tokenizer, settings.
+/// A reward model: a [`ScalarHeadModel`] (backbone + `score.weight`), tokenizer, settings.
 pub struct RewardModel {
-    backbone: CausalLm,
+    model: ScalarHeadModel,
     tokenizer: Tokenizer,
-    score: Var,
     /// Kind, separator, aggregation, threshold.
     pub settings: RmSettings,
     pad_id: u32,
     source_dir: PathBuf,
-    head_initialised: bool,
 }
 
 fn normal_init(n: usize, std: f64, seed: u64) -> Vec<f32> {
@@ -146,28 +143,10 @@ impl RewardModel {
     /// [`head_was_initialised`](Self::head_was_initialised)). Settings come from
     /// `config.json`'s `rlvr_reward_model`, else the defaults. Compute is f32.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let init = |hidden: usize, std: f64| normal_init(hidden, std, HEAD_INIT_SEED);
+        let model = ScalarHeadModel::load(dir, device, Some(DType::F32), HeadInit::With(&init))?;
         let config_path = dir.join("config.json");
-        let text =
-            std::fs::read_to_string(&config_path).map_err(|e| RmError::io(&config_path, e))?;
-        let mut raw: Value = serde_json::from_str(&text).map_err(|e| {
-            RmError::config(
-                config_path.display().to_string(),
-                format!("invalid JSON: {e}"),
-            )
-        })?;
-        // The backbone is parsed as its causal-LM twin (`Qwen2ForSequenceClassification` →
-        // `Qwen2ForCausalLM`); the saved config names the classifier again.
-        if let Some(Value::Array(archs)) = raw.get_mut("architectures") {
-            for a in archs.iter_mut() {
-                if let Some(s) = a.as_str() {
-                    if let Some(base) = s.strip_suffix("ForSequenceClassification") {
-                        *a = Value::String(format!("{base}ForCausalLM"));
-                    }
-                }
-            }
-        }
-        let cfg = ModelConfig::from_value(raw, &config_path)?;
-        let settings = match cfg.raw.get(SETTINGS_KEY) {
+        let settings = match model.backbone().config().raw.get(SETTINGS_KEY) {
             None | Some(Value::Null) => RmSettings::default(),
             Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
                 RmError::config(
@@ -176,70 +155,44 @@ impl RewardModel {
                 )
             })?,
         };
-        let num_labels = cfg
-            .raw
-            .get("num_labels")
-            .and_then(Value::as_u64)
-            .or_else(|| {
-                cfg.raw
-                    .get("id2label")
-                    .and_then(Value::as_object)
-                    .map(|m| m.len() as u64)
-            });
-        if let Some(n) = num_labels {
-            if n != 1 {
-                return Err(RmError::config(
-                    format!("{}: num_labels", config_path.display()),
-                    format!("a reward model has one label (a scalar head), this config has {n}"),
-                ));
-            }
-        }
-        let ckpt = Checkpoint::open(dir)?;
-        let hidden = cfg.hidden_size;
-        let init_std = cfg
-            .raw
-            .get("initializer_range")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.02);
-        let vocab = cfg.vocab_size;
-        let backbone = CausalLm::from_tensors(cfg, device, DType::F32, |name, shape| {
-            if name == "lm_head.weight" && !ckpt.contains(name) {
-                // Sequence classifiers have no LM head; the reward model never uses it.
-                return Ok(Tensor::zeros((vocab, hidden), DType::F32, device)?);
-            }
-            ckpt.load(name, shape, DType::F32, device)
-        })?;
-        let (score, head_initialised) = if ckpt.contains(HEAD) {
-            (ckpt.load(HEAD, &[1, hidden], DType::F32, device)?, false)
-        } else {
+        if model.head_source() == HeadSource::Initialised {
+            let init_std = model
+                .backbone()
+                .config()
+                .raw
+                .get("initializer_range")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.02);
             tracing::warn!(
                 dir = %dir.display(),
                 "no `{HEAD}` in the checkpoint: the reward head is initialised at random (N(0, {init_std}²), seed {HEAD_INIT_SEED:#x}) and must be trained"
             );
-            let data = normal_init(hidden, init_std, HEAD_INIT_SEED);
-            (Tensor::from_vec(data, (1, hidden), device)?, true)
-        };
+        }
         let tokenizer = Tokenizer::from_dir(dir)?;
-        let pad_id = backbone
+        let pad_id = model
+            .backbone()
             .config()
             .pad_token_id
             .or(tokenizer.pad_token_id())
             .or(tokenizer.eos_token_id())
             .unwrap_or(0);
         Ok(RewardModel {
-            backbone,
+            model,
             tokenizer,
-            score: Var::from_tensor(&score)?,
             settings,
             pad_id,
             source_dir: dir.to_path_buf(),
-            head_initialised,
         })
+    }
+
+    /// The backbone and head.
+    pub fn model(&self) -> &ScalarHeadModel {
+        &self.model
     }
 
     /// The transformer under the head.
     pub fn backbone(&self) -> &CausalLm {
-        &self.backbone
+        self.model.backbone()
     }
 
     /// The tokenizer.
@@ -249,12 +202,12 @@ impl RewardModel {
 
     /// The head `score.weight`, `[1, hidden]`.
     pub fn head(&self) -> &Var {
-        &self.score
+        self.model.head()
     }
 
     /// Whether the head was initialised here because the checkpoint had none.
     pub fn head_was_initialised(&self) -> bool {
-        self.head_initialised
+        self.model.head_source() == HeadSource::Initialised
     }
 
     /// The directory the model was loaded from.
@@ -270,68 +223,44 @@ impl RewardModel {
     /// Every trainable parameter (backbone, then head) for an optimiser. An untied
     /// `lm_head.weight` is left out: the reward model never uses it.
     pub fn vars(&self) -> Vec<Var> {
-        self.backbone
-            .named_vars()
-            .iter()
-            .filter(|(n, _)| n != "lm_head.weight")
-            .map(|(_, v)| v.clone())
-            .chain(std::iter::once(self.score.clone()))
-            .collect()
+        self.model.vars()
+    }
+
+    /// The names of [`vars`](Self::vars), in order.
+    pub fn var_names(&self) -> Vec<String> {
+        self.model.var_names()
     }
 
     /// Every saved tensor with its HF name: the backbone without `lm_head.weight`, then
     /// `score.weight`.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        self.backbone
-            .named_vars()
-            .iter()
-            .filter(|(n, _)| n != "lm_head.weight")
-            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
-            .chain(std::iter::once((
-                HEAD.to_string(),
-                self.score.as_tensor().detach(),
-            )))
-            .collect()
+        self.model.named_tensors()
+    }
+
+    /// The `config.json` entries a reward model adds to the scalar-head layout: the padding
+    /// id when the backbone has none, rlvr's settings.
+    fn extra_config(&self) -> Map<String, Value> {
+        let mut extra = Map::new();
+        let raw = &self.backbone().config().raw;
+        if raw.get("pad_token_id").is_none_or(Value::is_null) {
+            extra.insert("pad_token_id".into(), json!(self.pad_id));
+        }
+        extra.insert(
+            SETTINGS_KEY.into(),
+            serde_json::to_value(&self.settings).expect("settings serialize"),
+        );
+        extra
     }
 
     /// The `config.json` this model saves: the backbone's fields, the sequence-classification
     /// architecture, one label, rlvr's settings.
     pub fn config_json(&self) -> Value {
-        let cfg = self.backbone.config();
-        let mut raw = cfg.raw.clone();
-        if let Value::Object(obj) = &mut raw {
-            let arch = cfg
-                .family
-                .architecture()
-                .replace("ForCausalLM", "ForSequenceClassification");
-            obj.insert("architectures".into(), json!([arch]));
-            obj.insert("num_labels".into(), json!(1));
-            obj.insert("id2label".into(), json!({"0": "LABEL_0"}));
-            obj.insert("label2id".into(), json!({"LABEL_0": 0}));
-            if obj.get("pad_token_id").is_none_or(Value::is_null) {
-                obj.insert("pad_token_id".into(), json!(self.pad_id));
-            }
-            let mut set = false;
-            for key in ["dtype", "torch_dtype"] {
-                if obj.contains_key(key) {
-                    obj.insert(key.into(), json!("float32"));
-                    set = true;
-                }
-            }
-            if !set {
-                obj.insert("torch_dtype".into(), json!("float32"));
-            }
-            obj.insert(
-                SETTINGS_KEY.into(),
-                serde_json::to_value(&self.settings).expect("settings serialize"),
-            );
-        }
-        raw
+        self.model.config_json(&self.extra_config())
     }
 
-    /// Saves the model as an HF directory at `out`, atomically: everything is written to a
-    /// temporary sibling directory that is then renamed into place (an existing `out` is
-    /// replaced only once the new one is complete).
+    /// Saves the model as an HF directory at `out` (the [`ScalarHeadModel`] layout),
+    /// atomically: everything is written to a temporary sibling directory that is then
+    /// renamed into place (an existing `out` is replaced only once the new one is complete).
     pub fn save(&self, out: &Path) -> Result<()> {
         let parent = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -345,40 +274,15 @@ impl RewardModel {
             .into_owned();
         let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| RmError::io(&tmp, e))?;
         let result = self
-            .write_files(&tmp)
+            .model
+            .save(&tmp, &self.extra_config())
+            .map_err(RmError::from)
             .and_then(|_| replace_dir(&tmp, out, &name));
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
         result
-    }
-
-    fn write_files(&self, dir: &Path) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
-            .named_tensors()
-            .into_iter()
-            .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?.contiguous()?)))
-            .collect::<Result<_>>()?;
-        let path = dir.join(rlvr_model::weights::SINGLE_FILE);
-        let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-        safetensors::serialize_to_file(
-            tensors.iter().map(|(n, t)| (n.as_str(), t)),
-            Some(metadata),
-            &path,
-        )
-        .map_err(|e| RmError::Input(format!("{}: safetensors: {e}", path.display())))?;
-        let cfg_path = dir.join("config.json");
-        let text = serde_json::to_string_pretty(&self.config_json()).expect("JSON serializes");
-        std::fs::write(&cfg_path, text + "\n").map_err(|e| RmError::io(&cfg_path, e))?;
-        for f in COPIED_FILES {
-            let from = self.source_dir.join(f);
-            if from.exists() {
-                std::fs::copy(&from, dir.join(f)).map_err(|e| RmError::io(&from, e))?;
-            }
-        }
-        Ok(())
     }
 
     /// Token ids of a prompt: a string is tokenized as it is (with the tokenizer's own
@@ -471,38 +375,23 @@ impl RewardModel {
                 reads.len()
             )));
         }
-        let max_len = self.backbone.config().max_position_embeddings;
+        let max_len = self.backbone().config().max_position_embeddings;
         let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
         if t > max_len {
             return Err(RmError::Input(format!(
                 "a sequence of {t} tokens is longer than the model's {max_len}"
             )));
         }
-        let mut idx = Vec::new();
-        for (row, (s, r)) in seqs.iter().zip(reads).enumerate() {
-            for &p in r {
-                if p >= s.len() {
-                    return Err(RmError::Input(format!(
-                        "read position {p} outside a sequence of {} tokens",
-                        s.len()
-                    )));
-                }
-                idx.push((row * t + p) as u32);
+        for (s, r) in seqs.iter().zip(reads) {
+            if let Some(&p) = r.iter().find(|&&p| p >= s.len()) {
+                return Err(RmError::Input(format!(
+                    "read position {p} outside a sequence of {} tokens",
+                    s.len()
+                )));
             }
         }
-        let device = self.backbone.device();
-        let batch = Batch::right_padded(seqs, self.pad_id, device)?;
-        let hidden = self.backbone.hidden_states(&batch, None, mode)?;
-        let h = hidden.dim(2)?;
-        let n = idx.len();
-        let idx = Tensor::from_vec(idx, n, device)?;
-        let picked = hidden.reshape((seqs.len() * t, h))?.index_select(&idx, 0)?;
-        let w = match mode {
-            Mode::Train => self.score.as_tensor().clone(),
-            Mode::Infer => self.score.as_tensor().detach(),
-        };
-        let logits = picked.matmul(&w.t()?)?.reshape(n)?;
-        Ok((hidden, logits))
+        let batch = Batch::right_padded(seqs, self.pad_id, self.backbone().device())?;
+        Ok(self.model.scores_at(&batch, reads, mode)?)
     }
 
     /// ORM logits of encoded sequences (read at each one's last token), `(B,)`.

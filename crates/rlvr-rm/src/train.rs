@@ -14,13 +14,14 @@
 //!   the answer). Weighted by `pair_coef`; such pairs join the shuffled records as units.
 //!
 //! A batch mixing kinds sums their means. Optimiser: rlvr-train's
-//! AdamW with gradient clipping and a warm-up + cosine schedule.
+//! AdamW with gradient clipping and a warm-up + cosine schedule; a step whose loss or gradient
+//! norm is not finite changes nothing and is counted as skipped ([`AdamW::try_step`]).
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use rlvr_model::Mode;
-use rlvr_train::optim::{AdamW, LrSchedule, OptimConfig};
+use rlvr_train::optim::{AdamW, LrSchedule, OptimConfig, StepReport};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::first_below;
@@ -389,6 +390,12 @@ fn lm_loss(
     Ok(Some(((lp * mask)?.sum_all()? * (-1.0 / n as f64))?))
 }
 
+/// Backward of `loss` and the guarded optimiser step: a non-finite gradient norm leaves the
+/// weights unchanged (the step is counted as skipped by the optimiser and by [`train`]).
+fn update(opt: &mut AdamW, loss: &Tensor) -> Result<StepReport> {
+    Ok(opt.try_step(loss.backward()?)?)
+}
+
 /// Trains `rm` in place on `examples` (which must fit its kind). `on_step` sees every step.
 pub fn train(
     rm: &RewardModel,
@@ -457,10 +464,16 @@ pub fn train(
             skipped += 1;
             continue;
         }
-        let grads = loss.backward()?;
-        let grad_norm = opt.step(grads)?;
-        if !grad_norm.is_finite() {
+        let report = update(&mut opt, &loss)?;
+        let grad_norm = report.grad_norm;
+        if !report.applied {
+            tracing::warn!(
+                step,
+                grad_norm,
+                "non-finite reward-model gradient: the step is skipped"
+            );
             skipped += 1;
+            continue;
         }
         losses.push(value);
         let log = StepLog {
@@ -771,6 +784,32 @@ mod tests {
         );
         // The cap per prompt.
         assert_eq!(sibling_pairs(&examples, &encoded, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_non_finite_gradient_updates_nothing() {
+        use candle_core::Var;
+        let w = Var::from_tensor(&t(&[0.0, 1.0])).unwrap();
+        let mut opt = AdamW::new(
+            vec![w.clone()],
+            OptimConfig {
+                lr: 0.1,
+                grad_clip: None,
+                ..OptimConfig::default()
+            },
+        )
+        .unwrap();
+        // √w at w = 0: a finite loss (1) whose gradient is infinite.
+        let loss = w.as_tensor().sqrt().unwrap().sum_all().unwrap();
+        assert!(loss.to_scalar::<f32>().unwrap().is_finite());
+        let r = update(&mut opt, &loss).unwrap();
+        assert!(!r.applied && !r.grad_norm.is_finite(), "{r:?}");
+        assert_eq!(w.as_tensor().to_vec1::<f32>().unwrap(), vec![0.0, 1.0]);
+        assert_eq!((opt.steps(), opt.skipped_steps()), (0, 1));
+        // A finite gradient updates.
+        let loss = w.as_tensor().sum_all().unwrap();
+        assert!(update(&mut opt, &loss).unwrap().applied);
+        assert_ne!(w.as_tensor().to_vec1::<f32>().unwrap(), vec![0.0, 1.0]);
     }
 
     #[test]
