@@ -95,12 +95,21 @@ impl Trainer<'_> {
 /// Mean absolute difference between the sampler's per-token log-probs and the trainer's
 /// (`rollout/logprob_mismatch`).
 pub fn mismatch(samples: &[Sample], trainer: &[Vec<f32>]) -> f64 {
-    let (mut sum, mut n) = (0.0f64, 0usize);
+    let (mut sum, mut n) = (0.0f64, 0.0f64);
     for (s, o) in samples.iter().zip(trainer) {
-        for (a, b) in s.completion.logprobs.iter().zip(o) {
-            sum += (*a as f64 - *b as f64).abs();
-            n += 1;
-        }
+        let (a, b) = abs_diff(&s.completion.logprobs, o);
+        sum += a;
+        n += b;
     }
-    sum / n.max(1) as f64
+    sum / n.max(1.0)
+}
+
+/// Sum of `|sampler − trainer|` over the tokens both rows have, and their count.
+pub(crate) fn abs_diff(sampler: &[f32], trainer: &[f32]) -> (f64, f64) {
+    let sum = sampler
+        .iter()
+        .zip(trainer)
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .sum();
+    (sum, sampler.len().min(trainer.len()) as f64)
 }

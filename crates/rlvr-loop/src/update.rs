@@ -19,7 +19,7 @@ use rlvr_train::rollout_correction::compute_rollout_correction;
 
 use crate::batch::{logprobs_from_logits, pack, response_logits, rows_to_tensor, Packed};
 use crate::error::{LoopError, Result};
-use crate::logprobs::ENTROPY_MAX_ELEMENTS;
+use crate::logprobs::{abs_diff, ENTROPY_MAX_ELEMENTS};
 use crate::metrics::{mean, weighted_mean, StepMetrics};
 use crate::trainer::{StepBatch, Trainer};
 
@@ -380,10 +380,9 @@ impl Trainer<'_> {
         let lp_rows = lp.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let mut mismatch = (0.0, 0.0);
         for (r, l) in mc.rows.iter().zip(&lp_rows) {
-            for (a, b) in r.rollout.iter().zip(l) {
-                mismatch.0 += (*a as f64 - *b as f64).abs();
-                mismatch.1 += 1.0;
-            }
+            let (sum, n) = abs_diff(&r.rollout, l);
+            mismatch.0 += sum;
+            mismatch.1 += n;
         }
         Ok(OnPolicyStats {
             kl_ref,

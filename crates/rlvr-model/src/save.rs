@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::DType;
+use candle_core::{DType, Tensor};
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
@@ -23,6 +23,23 @@ pub const COPIED_FILES: &[&str] = &[
     "vocab.json",
     "merges.txt",
 ];
+
+/// Writes `tensors` to `path` as one safetensors file (`format: pt`, as transformers writes
+/// it), atomically.
+pub(crate) fn write_weights(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    write_atomic(path, |tmp| {
+        safetensors::serialize_to_file(
+            tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(metadata),
+            tmp,
+        )
+        .map_err(|e| ModelError::Safetensors {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })
+    })
+}
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
 pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
@@ -58,19 +75,7 @@ pub fn save_model(
             var.as_tensor().detach().to_dtype(dtype)?.contiguous()?,
         ));
     }
-    let weights_path = out.join(SINGLE_FILE);
-    let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    write_atomic(&weights_path, |tmp| {
-        safetensors::serialize_to_file(
-            tensors.iter().map(|(n, t)| (n.as_str(), t)),
-            Some(metadata),
-            tmp,
-        )
-        .map_err(|e| ModelError::Safetensors {
-            path: weights_path.clone(),
-            msg: e.to_string(),
-        })
-    })?;
+    write_weights(&out.join(SINGLE_FILE), &tensors)?;
 
     let mut cfg = model.config().raw.clone();
     if let Value::Object(obj) = &mut cfg {

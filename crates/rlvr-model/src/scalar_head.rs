@@ -14,7 +14,6 @@
 //! rlvr wrote before this format (`value_head.safetensors` holding `value_head.weight`,
 //! `[hidden, 1]`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -22,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::ModelConfig;
 use crate::error::{read_json, ModelError, Result};
-use crate::save::{write_atomic, COPIED_FILES};
+use crate::save::{write_atomic, write_weights, COPIED_FILES};
 use crate::transformer::{Batch, CausalLm, Mode};
 use crate::weights::{Checkpoint, SINGLE_FILE};
 
@@ -307,19 +306,7 @@ impl ScalarHeadModel {
             .into_iter()
             .map(|(n, t)| Ok((n, t.contiguous()?)))
             .collect::<Result<_>>()?;
-        let path = dir.join(SINGLE_FILE);
-        let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-        write_atomic(&path, |tmp| {
-            safetensors::serialize_to_file(
-                tensors.iter().map(|(n, t)| (n.as_str(), t)),
-                Some(metadata),
-                tmp,
-            )
-            .map_err(|e| ModelError::Safetensors {
-                path: path.clone(),
-                msg: e.to_string(),
-            })
-        })?;
+        write_weights(&dir.join(SINGLE_FILE), &tensors)?;
         let cfg_path = dir.join("config.json");
         let text = serde_json::to_string_pretty(&self.config_json(extra)).expect("JSON serializes");
         write_atomic(&cfg_path, |tmp| {
