@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod algorithms_cmd;
 mod alloc;
 mod eval_cmd;
 mod model_cmd;
@@ -65,6 +66,9 @@ enum Command {
         #[command(subcommand)]
         command: sandbox_cmd::SandboxCommand,
     },
+    /// List the algorithm presets, advantage estimators, policy losses and rollout-correction
+    /// presets, from their registries.
+    Algorithms(algorithms_cmd::AlgorithmsArgs),
     /// Check this build against reference numbers (e.g. golden files produced by verl).
     Selftest {
         #[command(subcommand)]
@@ -117,6 +121,7 @@ fn main() {
         Command::Rm { command } => rm_cmd::run(command),
         Command::Sandbox { command } => sandbox_cmd::run(command),
         Command::Selftest { command } => selftest_cmd::run(command),
+        Command::Algorithms(args) => algorithms_cmd::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {}", describe(&e));

@@ -504,6 +504,8 @@ fn every_new_loss_and_correction_preset_trains() {
         "grpo_tis",
         "grpo_icepop",
         "grpo_bypass",
+        "gdpo",
+        "opo",
     ] {
         let run = tmp.path().join(preset);
         let summary = run_json(
@@ -534,4 +536,73 @@ fn every_new_loss_and_correction_preset_trains() {
             }
         }
     }
+}
+
+/// Every estimator of the registry (as `rlvr algorithms --json` lists it) trains through
+/// `--set algorithm.adv_estimator=NAME`, and the phases its needs name run: GDPO reads the
+/// main job's two verifier parts, the optimal token baselines get the old log-prob pass.
+#[test]
+fn every_registered_estimator_trains_from_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = rlvr(&cache)
+        .args(["algorithms", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let reg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let estimators = reg["adv_estimators"].as_array().unwrap();
+    assert_eq!(estimators.len(), 15);
+    for e in estimators {
+        let name = e["name"].as_str().unwrap();
+        let needs: Vec<&str> = e["needs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        if needs.contains(&"critic") || needs.contains(&"greedy baseline") {
+            continue; // the ppo and remax presets train in their own tests
+        }
+        let run = tmp.path().join(name);
+        let est = format!("algorithm.adv_estimator={name}");
+        run_json(
+            rlvr(&cache)
+                .arg("train")
+                .args(["--run-dir", run.to_str().unwrap()])
+                .args(sets(&[
+                    &est,
+                    "trainer.steps=2",
+                    "eval.before=false",
+                    "eval.after=false",
+                ])),
+        );
+        let metrics = read_lines(&run.join("metrics.jsonl"));
+        assert_eq!(metrics.len(), 2, "{name}");
+        for m in &metrics {
+            let loss = m["actor/loss"].as_f64().unwrap_or(f64::NAN);
+            assert!(loss.is_finite(), "{name}: {m}");
+            assert!(m["actor/advantage_abs_mean"].is_number(), "{name}: {m}");
+            assert_eq!(
+                m["timing/old_logprob_s"].is_number(),
+                needs.contains(&"old log-probs"),
+                "{name}: {m}"
+            );
+            if name == "gdpo" {
+                assert_eq!(m["reward/gdpo_components"], 2.0, "{m}");
+            }
+        }
+    }
+    let bad = rlvr(&cache)
+        .arg("train")
+        .args(["--run-dir", tmp.path().join("bad").to_str().unwrap()])
+        .args(sets(&["algorithm.adv_estimator=grpo_pass_k"]))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("grpo_passk") && err.contains("optimal_token_baseline"),
+        "{err}"
+    );
 }

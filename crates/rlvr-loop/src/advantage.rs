@@ -2,8 +2,11 @@
 //! scores on step-end tokens), the overlong filter, the KL penalty in the reward, then the
 //! configured estimator.
 
+use std::collections::BTreeMap;
+
 use candle_core::{DType, Tensor};
-use rlvr_train::advantages::{compute_advantages, AdvantageInputs, AdvantageParams};
+use rlvr_train::advantages::compute_advantages;
+use rlvr_train::estimators::EstimatorInputs;
 use rlvr_train::kl::{apply_kl_penalty, kl_penalty};
 
 use crate::batch::rows_to_tensor;
@@ -62,7 +65,8 @@ impl Trainer<'_> {
         self.estimate(b, &rewards, &mask_t, m)
     }
 
-    /// The configured estimator over `(B, R)` token rewards.
+    /// The configured estimator over `(B, R)` token rewards, given what its registry row
+    /// says it needs.
     fn estimate(
         &self,
         b: &mut StepBatch,
@@ -71,41 +75,44 @@ impl Trainer<'_> {
         m: &mut StepMetrics,
     ) -> Result<()> {
         let algo = &self.cfg.algorithm;
+        let needs = algo.adv_estimator.needs();
         let device = self.device().clone();
-        let values = match &b.values {
-            Some(v) => Some(b.rows_tensor(v, &device)?.to_dtype(DType::F64)?),
-            None => None,
+        let f64_rows = |rows: &Option<Vec<Vec<f32>>>| -> Result<Option<Tensor>> {
+            match rows {
+                Some(v) => Ok(Some(b.rows_tensor(v, &device)?.to_dtype(DType::F64)?)),
+                None => Ok(None),
+            }
         };
-        let baselines = if algo.adv_estimator.needs_greedy_baseline() {
-            let bl = b
-                .samples
-                .iter()
-                .map(|s| {
-                    s.baseline
-                        .ok_or_else(|| LoopError::Other("a sample has no greedy baseline".into()))
-                })
-                .collect::<Result<Vec<f64>>>()?;
+        let values = f64_rows(&b.values)?;
+        let old = f64_rows(&b.old)?;
+        let sum_pi_squared = f64_rows(&b.sum_pi_squared)?;
+        let baselines = if needs.greedy_baseline {
+            let bl = greedy_baselines(&b.samples)?;
             m.set("reward/greedy_baseline_mean", mean(&bl));
             Some(Tensor::from_vec(bl, b.samples.len(), &device)?)
         } else {
             None
         };
-        let index: Vec<u64> = b.samples.iter().map(|s| s.key).collect();
-        let (adv, returns) = compute_advantages(
-            algo.adv_estimator,
-            &AdvantageInputs {
-                token_level_rewards: &rewards.to_dtype(DType::F64)?,
-                mask: &mask.to_dtype(DType::F64)?,
-                index: Some(&index),
-                values: values.as_ref(),
-                reward_baselines: baselines.as_ref(),
-            },
-            &AdvantageParams {
-                gamma: algo.gamma,
-                lam: algo.lam,
-                grpo: algo.grpo,
-            },
-        )?;
+        let mut params = algo.advantage_params();
+        let components = if needs.reward_components {
+            let c = reward_components(&b.samples, &mut params.extra);
+            m.set("reward/gdpo_components", c.len() as f64);
+            Some(c)
+        } else {
+            None
+        };
+        let index: Vec<String> = b.samples.iter().map(|s| s.key.to_string()).collect();
+        let rewards = rewards.to_dtype(DType::F64)?;
+        let mask = mask.to_dtype(DType::F64)?;
+        let inputs = EstimatorInputs {
+            values: values.as_ref(),
+            reward_baselines: baselines.as_ref(),
+            reward_components: components.as_ref(),
+            old_log_prob: old.as_ref(),
+            sum_pi_squared: sum_pi_squared.as_ref(),
+            ..EstimatorInputs::new(&rewards, &mask, &index)
+        };
+        let (adv, returns) = compute_advantages(algo.adv_estimator, &inputs, &params)?;
         b.advantages = adv.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         if b.values.is_some() {
             b.returns = returns.to_dtype(DType::F32)?.to_vec2::<f32>()?;
@@ -113,6 +120,96 @@ impl Trainer<'_> {
         advantage_metrics(b, m);
         Ok(())
     }
+}
+
+/// The greedy completions' rewards, one per sample (ReMax's baseline).
+fn greedy_baselines(samples: &[Sample]) -> Result<Vec<f64>> {
+    samples
+        .iter()
+        .map(|s| {
+            s.baseline
+                .ok_or_else(|| LoopError::Other("a sample has no greedy baseline".into()))
+        })
+        .collect()
+}
+
+/// GDPO's reward components: the parts of a `weighted_sum` verifier (keyed by verifier name,
+/// `name#k` for the k-th repeat of a name), each part's score unweighted. Unless the config
+/// names its own `gdpo_reward_keys`, the parts' weights become `gdpo_reward_weights` (when
+/// not set), and reward shaping (e.g. DAPO's overlong penalty: reward − Σ wᵢ·scoreᵢ) is one
+/// more component, `shaping`, with weight 1 when it is non-zero anywhere. Samples whose
+/// outcomes do not share one list of parts give one component, the reward itself.
+pub fn reward_components(
+    samples: &[Sample],
+    cfg: &mut rlvr_train::EstimatorConfig,
+) -> BTreeMap<String, Vec<f64>> {
+    let single = |cfg: &mut rlvr_train::EstimatorConfig| {
+        cfg.gdpo_reward_keys = Some(vec!["reward".into()]);
+        cfg.gdpo_reward_weights = Some(vec![1.0]);
+        let r = samples.iter().map(|s| s.reward).collect();
+        BTreeMap::from([("reward".to_string(), r)])
+    };
+    let parts: Vec<Vec<(String, f64, f64)>> =
+        samples.iter().map(|s| parts_of(&s.outcome)).collect();
+    let keys: Vec<String> = parts
+        .first()
+        .map(|p| p.iter().map(|x| x.0.clone()).collect())
+        .unwrap_or_default();
+    let same = parts
+        .iter()
+        .all(|p| p.len() == keys.len() && p.iter().zip(&keys).all(|(x, k)| &x.0 == k));
+    if keys.is_empty() || !same {
+        return if cfg.gdpo_reward_keys.is_some() {
+            BTreeMap::new()
+        } else {
+            single(cfg)
+        };
+    }
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (j, k) in keys.iter().enumerate() {
+        out.insert(k.clone(), parts.iter().map(|p| p[j].2).collect());
+    }
+    if cfg.gdpo_reward_keys.is_some() {
+        return out;
+    }
+    let shaping: Vec<f64> = samples
+        .iter()
+        .zip(&parts)
+        .map(|(s, p)| s.reward - p.iter().map(|(_, w, x)| w * x).sum::<f64>())
+        .collect();
+    let mut names = keys.clone();
+    let mut weights: Vec<f64> = parts[0].iter().map(|x| x.1).collect();
+    if shaping.iter().any(|x| x.abs() > 1e-9) {
+        out.insert("shaping".into(), shaping);
+        names.push("shaping".into());
+        weights.push(1.0);
+    }
+    cfg.gdpo_reward_weights.get_or_insert(weights);
+    cfg.gdpo_reward_keys = Some(names);
+    out
+}
+
+/// `(key, weight, score)` of each part of a `weighted_sum` outcome (empty for other verifiers).
+fn parts_of(outcome: &rlvr_verify::Outcome) -> Vec<(String, f64, f64)> {
+    let Some(parts) = outcome.details.get("parts").and_then(|p| p.as_array()) else {
+        return Vec::new();
+    };
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    parts
+        .iter()
+        .map(|p| {
+            let name = p.get("verifier").and_then(|v| v.as_str()).unwrap_or("part");
+            let n = seen.entry(name.to_string()).or_insert(0);
+            *n += 1;
+            let key = if *n == 1 {
+                name.to_string()
+            } else {
+                format!("{name}#{n}")
+            };
+            let num = |f: &str| p.get(f).and_then(|v| v.as_f64()).unwrap_or(0.0);
+            (key, num("weight"), num("score"))
+        })
+        .collect()
 }
 
 /// Advantage (and PPO value/return) means over the response tokens.

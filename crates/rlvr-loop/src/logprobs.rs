@@ -4,7 +4,7 @@
 
 use candle_core::DType;
 use rlvr_model::{CausalLm, Mode};
-use rlvr_train::entropy::entropy_from_logits;
+use rlvr_train::entropy::{entropy_from_logits, sum_pi_squared_from_logits};
 
 use crate::batch::{logprobs_from_logits, pack, response_logits};
 use crate::error::{LoopError, Result};
@@ -15,19 +15,31 @@ use crate::trainer::{Sample, StepBatch, Trainer};
 /// metric (it is then reported as null).
 pub(crate) const ENTROPY_MAX_ELEMENTS: usize = 1 << 26;
 
-/// Per-row log-probs, and the masked entropy sum and token count when computed.
-type InferOut = (Vec<Vec<f32>>, Option<(f64, f64)>);
+/// What a graph-free pass over a batch returns.
+struct InferOut {
+    /// Per-row log-probs.
+    logprobs: Vec<Vec<f32>>,
+    /// The masked entropy sum and token count, when computed.
+    entropy: Option<(f64, f64)>,
+    /// Per-row `Σ_v π_v²`, when asked for.
+    sum_pi_squared: Option<Vec<Vec<f32>>>,
+}
 
 impl Trainer<'_> {
-    /// Phase "old_logprob": the sampling policy's log-probs and entropy, and their mismatch
-    /// with the sampler's.
+    /// Phase "old_logprob": the sampling policy's log-probs and entropy, their mismatch with
+    /// the sampler's, and `Σ_v π_v²` when the estimator needs it.
     pub(crate) fn old_logprobs(&self, b: &mut StepBatch, m: &mut StepMetrics) -> Result<()> {
-        let (lp, entropy) = self.infer_logprobs(&self.policy.model, &b.pairs(), true)?;
-        if let Some((sum, count)) = entropy {
+        let sps = self.needs().sum_pi_squared;
+        let out = self.infer_logprobs(&self.policy.model, &b.pairs(), true, sps)?;
+        if let Some((sum, count)) = out.entropy {
             m.set("actor/entropy", sum / count.max(1.0));
         }
-        m.set("rollout/logprob_mismatch", mismatch(&b.samples, &lp));
-        b.old = Some(lp);
+        m.set(
+            "rollout/logprob_mismatch",
+            mismatch(&b.samples, &out.logprobs),
+        );
+        b.old = Some(out.logprobs);
+        b.sum_pi_squared = out.sum_pi_squared;
         Ok(())
     }
 
@@ -36,7 +48,7 @@ impl Trainer<'_> {
         let r = self.reference.ok_or_else(|| {
             LoopError::Other("KL is configured but no reference model is loaded".into())
         })?;
-        b.reference = Some(self.infer_logprobs(r, &b.pairs(), false)?.0);
+        b.reference = Some(self.infer_logprobs(r, &b.pairs(), false, false)?.logprobs);
         Ok(())
     }
 
@@ -61,14 +73,17 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// Log-probs (and entropy) of `rows` under `model` without a graph, per micro-batch.
+    /// Log-probs (and entropy, `Σ_v π_v²`) of `rows` under `model` without a graph, per
+    /// micro-batch.
     fn infer_logprobs(
         &self,
         model: &CausalLm,
         rows: &[(&[u32], &[u32])],
         want_entropy: bool,
+        want_sps: bool,
     ) -> Result<InferOut> {
         let mut out = Vec::with_capacity(rows.len());
+        let mut sps_rows = Vec::new();
         let mut ent = (0.0, 0.0);
         let mut ent_ok = want_entropy;
         for chunk in rows.chunks(self.cfg.trainer.micro_batch_size) {
@@ -84,11 +99,24 @@ impl Trainer<'_> {
             } else {
                 ent_ok = false;
             }
+            let sps = if want_sps {
+                let f = logits.to_dtype(DType::F32)?;
+                Some(sum_pi_squared_from_logits(&f)?.to_vec2::<f32>()?)
+            } else {
+                None
+            };
             for (i, (_, resp)) in chunk.iter().enumerate() {
                 out.push(lp[i][..resp.len()].to_vec());
+                if let Some(s) = &sps {
+                    sps_rows.push(s[i][..resp.len()].to_vec());
+                }
             }
         }
-        Ok((out, ent_ok.then_some(ent)))
+        Ok(InferOut {
+            logprobs: out,
+            entropy: ent_ok.then_some(ent),
+            sum_pi_squared: want_sps.then_some(sps_rows),
+        })
     }
 }
 

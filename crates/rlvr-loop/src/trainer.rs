@@ -97,6 +97,8 @@ pub struct StepBatch {
     pub mask: Vec<f32>,
     /// The sampling policy's log-probs per row (off-policy updates only).
     pub old: Option<Vec<Vec<f32>>>,
+    /// `Σ_v π_v²` per row from the old log-prob pass (the optimal token baselines).
+    pub sum_pi_squared: Option<Vec<Vec<f32>>>,
     /// The reference policy's log-probs per row (KL).
     pub reference: Option<Vec<Vec<f32>>>,
     /// The critic's values per row (PPO).

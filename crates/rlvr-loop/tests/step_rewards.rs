@@ -202,3 +202,57 @@ fn reinforce_plus_plus_trains_on_step_rewards() {
     assert!(m["reward/steps_per_response"].as_f64().unwrap() >= 1.0);
     assert!(m["actor/advantage_abs_mean"].as_f64().unwrap().is_finite());
 }
+
+/// GDPO's components are the parts of a `weighted_sum` outcome (a repeated verifier name gets
+/// `#2`), with the parts' weights, plus the shaping left over when the reward differs from
+/// the weighted sum; mixed outcomes fall back to the reward alone.
+#[test]
+fn gdpo_components_are_the_weighted_sum_parts() {
+    use rlvr_loop::advantage::reward_components;
+    use rlvr_train::EstimatorConfig;
+    let tmp = tempfile::tempdir().unwrap();
+    builtin::create(tmp.path(), &tiny(), 3).unwrap();
+    let md = ModelDir::load(tmp.path(), &Device::Cpu, None).unwrap();
+    let parts = |m: f64, f1: f64, f2: f64| Outcome {
+        score: (m + 0.1 * f1 + 0.5 * f2) as f32,
+        status: Status::Correct,
+        details: json!({"parts": [
+            {"verifier": "math", "weight": 1.0, "score": m},
+            {"verifier": "format", "weight": 0.1, "score": f1},
+            {"verifier": "format", "weight": 0.5, "score": f2},
+        ]}),
+    };
+    let samples = vec![
+        sample(&md, "a", parts(1.0, 0.0, 1.0), 1.5),
+        sample(&md, "b", parts(0.0, 1.0, 0.0), 0.1),
+    ];
+    let mut cfg = EstimatorConfig::default();
+    let c = reward_components(&samples, &mut cfg);
+    assert_eq!(c.len(), 3);
+    assert_eq!(c["math"], vec![1.0, 0.0]);
+    assert_eq!(c["format"], vec![0.0, 1.0]);
+    assert_eq!(c["format#2"], vec![1.0, 0.0]);
+    assert_eq!(cfg.gdpo_reward_weights, Some(vec![1.0, 0.1, 0.5]));
+    // an overlong penalty: the shaping is one more component with weight 1
+    let mut shaped = samples.clone();
+    shaped[1].reward -= 0.25;
+    let mut cfg = EstimatorConfig::default();
+    let c = reward_components(&shaped, &mut cfg);
+    assert!((c["shaping"][1] + 0.25).abs() < 1e-9 && c["shaping"][0].abs() < 1e-9);
+    assert_eq!(cfg.gdpo_reward_keys.as_ref().unwrap().len(), 4);
+    // the user's keys are kept, weights untouched
+    let mut cfg = EstimatorConfig {
+        gdpo_reward_keys: Some(vec!["math".into()]),
+        ..EstimatorConfig::default()
+    };
+    reward_components(&samples, &mut cfg);
+    assert_eq!(cfg.gdpo_reward_keys, Some(vec!["math".to_string()]));
+    assert_eq!(cfg.gdpo_reward_weights, None);
+    // a sample without parts: the reward is the one component
+    let mut mixed = samples.clone();
+    mixed[1].outcome.details = json!({});
+    let mut cfg = EstimatorConfig::default();
+    let c = reward_components(&mixed, &mut cfg);
+    assert_eq!(c.keys().collect::<Vec<_>>(), vec!["reward"]);
+    assert_eq!(c["reward"], vec![1.5, 0.1]);
+}

@@ -14,6 +14,9 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::estimators::{
+    EstimatorConfig, EstimatorInputs, EstimatorNeeds, EstimatorSpec, ESTIMATORS,
+};
 use crate::host::{masked_whiten, vec_from_tensor, Mat};
 
 /// Which standard deviation normalises GRPO's group advantages.
@@ -49,14 +52,14 @@ impl Default for GrpoConfig {
     }
 }
 
-/// The advantage estimators, named as verl's `adv_estimator` names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// The advantage estimators, named as verl's `adv_estimator` names them. Each is one row of
+/// [`crate::estimators::ESTIMATORS`] (name, function, what it needs, one line); config files,
+/// presets, `selftest` and `rlvr algorithms` all read that table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AdvantageEstimator {
     /// GRPO: `(R − mean_g) / (std_g + ε)`.
     Grpo,
     /// Dr.GRPO: `R − mean_g` (also accepted as `dr_grpo`).
-    #[serde(alias = "dr_grpo")]
     GrpoNoStd,
     /// RLOO (Ahmadian et al. 2024): `R − mean of the other samples`.
     Rloo,
@@ -68,66 +71,76 @@ pub enum AdvantageEstimator {
     Remax,
     /// GAE (Schulman et al. 2016) with a critic, verl's masked scan.
     Gae,
+    /// GDPO: GRPO per reward component, weighted sum, batch whitening.
+    Gdpo,
+    /// OPO: length-weighted group-mean baseline.
+    Opo,
+    /// GPG: group-mean baseline scaled by B / #non-zero rewards.
+    Gpg,
+    /// Pass@k GRPO: only the best sample of a group gets `r_max − r_second`.
+    GrpoPassk,
+    /// RLOO, 0 for a group of one (verl's vectorised form).
+    RlooVectorized,
+    /// GRPO, verl's vectorised form (float32 group statistics in verl).
+    GrpoVectorized,
+    /// Per-position variance-optimal baseline (needs old log-probs and `Σ_v π_v²`).
+    OptimalTokenBaseline,
+    /// The same on left-packed tokens (multi-turn).
+    TirOptimalTokenBaseline,
 }
 
 impl AdvantageEstimator {
-    /// Every estimator with its config name.
-    pub const ALL: [(&'static str, AdvantageEstimator); 7] = [
-        ("grpo", AdvantageEstimator::Grpo),
-        ("grpo_no_std", AdvantageEstimator::GrpoNoStd),
-        ("rloo", AdvantageEstimator::Rloo),
-        ("reinforce_plus_plus", AdvantageEstimator::ReinforcePlusPlus),
-        (
-            "reinforce_plus_plus_baseline",
-            AdvantageEstimator::ReinforcePlusPlusBaseline,
-        ),
-        ("remax", AdvantageEstimator::Remax),
-        ("gae", AdvantageEstimator::Gae),
-    ];
+    /// The estimator's row in the registry.
+    pub fn spec(self) -> &'static EstimatorSpec {
+        ESTIMATORS
+            .iter()
+            .find(|s| s.estimator == self)
+            .expect("every estimator has a registry row (tested)")
+    }
 
     /// The config name.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, e)| *e == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        self.spec().name
+    }
+
+    /// What the estimator reads besides rewards and mask.
+    pub fn needs(self) -> EstimatorNeeds {
+        self.spec().needs
+    }
+
+    /// Every registered config name.
+    pub fn names() -> Vec<&'static str> {
+        ESTIMATORS.iter().map(|s| s.name).collect()
     }
 }
 
 impl FromStr for AdvantageEstimator {
     type Err = TrainError;
     fn from_str(s: &str) -> Result<Self> {
-        if s == "dr_grpo" {
-            return Ok(AdvantageEstimator::GrpoNoStd);
-        }
-        Self::ALL
+        let name = if s == "dr_grpo" { "grpo_no_std" } else { s };
+        ESTIMATORS
             .iter()
-            .find(|(n, _)| *n == s)
-            .map(|(_, e)| *e)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Self::ALL.iter().map(|(n, _)| *n).collect();
-                TrainError::unknown("advantage estimator", s, &known)
-            })
+            .find(|e| e.name == name)
+            .map(|e| e.estimator)
+            .ok_or_else(|| TrainError::unknown("advantage estimator", s, &Self::names()))
     }
 }
 
-/// Inputs of [`compute_advantages`]; what each estimator needs is checked.
-pub struct AdvantageInputs<'a, K> {
-    /// (B, T) token rewards (outcome on the last valid token, maybe minus a KL penalty).
-    pub token_level_rewards: &'a Tensor,
-    /// (B, T) response mask.
-    pub mask: &'a Tensor,
-    /// Prompt id of each completion (group estimators).
-    pub index: Option<&'a [K]>,
-    /// (B, T) critic values (GAE).
-    pub values: Option<&'a Tensor>,
-    /// (B,) rewards of the greedy completions (ReMax).
-    pub reward_baselines: Option<&'a Tensor>,
+impl Serialize for AdvantageEstimator {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for AdvantageEstimator {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Hyper-parameters of [`compute_advantages`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AdvantageParams {
     /// Discount γ (REINFORCE++, GAE).
     pub gamma: f64,
@@ -135,6 +148,8 @@ pub struct AdvantageParams {
     pub lam: f64,
     /// GRPO settings (the `norm_by_std` flag is forced off for `grpo_no_std`).
     pub grpo: GrpoConfig,
+    /// Settings of the estimators ported from verl 1dda039, under verl's names.
+    pub extra: EstimatorConfig,
 }
 
 impl Default for AdvantageParams {
@@ -143,49 +158,19 @@ impl Default for AdvantageParams {
             gamma: 1.0,
             lam: 1.0,
             grpo: GrpoConfig::default(),
+            extra: EstimatorConfig::default(),
         }
     }
 }
 
-/// Runs the named estimator; returns `(advantages, returns)`.
-pub fn compute_advantages<K: Eq + Hash>(
+/// Runs the named estimator on `inputs`; returns `(advantages, returns)`. An input the
+/// estimator needs and `inputs` lacks is a [`TrainError::Input`] naming it.
+pub fn compute_advantages(
     estimator: AdvantageEstimator,
-    inputs: &AdvantageInputs<'_, K>,
+    inputs: &EstimatorInputs<'_>,
     params: &AdvantageParams,
 ) -> Result<(Tensor, Tensor)> {
-    let need_index = || {
-        inputs
-            .index
-            .ok_or_else(|| TrainError::Input(format!("{} needs prompt ids", estimator.name())))
-    };
-    let (r, m) = (inputs.token_level_rewards, inputs.mask);
-    match estimator {
-        AdvantageEstimator::Grpo => grpo(r, m, need_index()?, &params.grpo),
-        AdvantageEstimator::GrpoNoStd => {
-            let cfg = GrpoConfig {
-                norm_by_std: false,
-                ..params.grpo
-            };
-            grpo(r, m, need_index()?, &cfg)
-        }
-        AdvantageEstimator::Rloo => rloo(r, m, need_index()?),
-        AdvantageEstimator::ReinforcePlusPlus => reinforce_plus_plus(r, m, params.gamma),
-        AdvantageEstimator::ReinforcePlusPlusBaseline => {
-            reinforce_plus_plus_baseline(r, m, need_index()?)
-        }
-        AdvantageEstimator::Remax => {
-            let b = inputs
-                .reward_baselines
-                .ok_or_else(|| TrainError::Input("remax needs reward_baselines".into()))?;
-            remax(r, b, m)
-        }
-        AdvantageEstimator::Gae => {
-            let v = inputs
-                .values
-                .ok_or_else(|| TrainError::Input("gae needs critic values".into()))?;
-            gae(r, v, m, params.gamma, params.lam)
-        }
-    }
+    (estimator.spec().run)(inputs, params)
 }
 
 /// Reads rewards and mask, checking shapes.

@@ -4,10 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::advantages::{AdvantageEstimator, GrpoConfig};
+use crate::advantages::{AdvantageEstimator, AdvantageParams, GrpoConfig};
 use crate::agg::LossAggMode;
 use crate::dapo::{DynamicSamplingConfig, OverlongConfig};
 use crate::error::{Result, TrainError};
+use crate::estimators::EstimatorConfig;
 use crate::kl::KlEstimator;
 use crate::losses::{ActorLossConfig, PolicyLossParams};
 use crate::optim::OptimConfig;
@@ -71,7 +72,8 @@ impl Default for CriticConfig {
 }
 
 /// What an algorithm needs computed for each batch besides the samples and their rewards:
-/// the loop asks this instead of matching estimator variants.
+/// the loop asks this instead of matching estimator variants (the estimator's part comes
+/// from its row in [`crate::estimators::ESTIMATORS`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
     /// A value model (PPO's critic: the `gae` estimator).
@@ -86,18 +88,8 @@ pub struct Needs {
     pub old_logprobs: bool,
     /// The sampler's per-token log-probs (rollout-correction weights and mismatch metrics).
     pub rollout_logprobs: bool,
-}
-
-impl AdvantageEstimator {
-    /// Whether the estimator reads a critic's values.
-    pub fn needs_critic(self) -> bool {
-        matches!(self, AdvantageEstimator::Gae)
-    }
-
-    /// Whether the estimator reads a greedy completion's reward per prompt.
-    pub fn needs_greedy_baseline(self) -> bool {
-        matches!(self, AdvantageEstimator::Remax)
-    }
+    /// `Σ_v π_v²` per token from the old log-prob pass (the optimal token baselines).
+    pub sum_pi_squared: bool,
 }
 
 /// Everything that defines an RL algorithm's update (not the rollout or the data).
@@ -107,8 +99,13 @@ impl AdvantageEstimator {
 pub struct AlgorithmConfig {
     /// Preset this config started from (informational).
     pub preset: String,
-    /// Advantage estimator (default `grpo`).
+    /// Advantage estimator, a name from [`crate::estimators::ESTIMATORS`] (default `grpo`).
     pub adv_estimator: AdvantageEstimator,
+    /// Settings of the estimators ported from verl 1dda039, under verl's names
+    /// (`norm_adv_by_std_in_grpo`, `gdpo_reward_keys`/`gdpo_reward_weights` — by default the
+    /// parts of a `weighted_sum` verifier with their weights —, `f_norm`, `epsilon`,
+    /// `handle_zero_tail`).
+    pub estimator: EstimatorConfig,
     /// Discount γ for REINFORCE++ and GAE (default 1.0).
     pub gamma: f64,
     /// GAE λ (default 1.0).
@@ -175,12 +172,24 @@ impl AlgorithmConfig {
     /// What this algorithm needs per batch when the policy takes `updates_per_batch`
     /// optimiser steps on it (epochs × mini-batches; 1 is on-policy).
     pub fn needs(&self, updates_per_batch: usize) -> Needs {
+        let est = self.adv_estimator.needs();
         Needs {
-            critic: self.adv_estimator.needs_critic(),
+            critic: est.critic,
             reference: self.kl.use_kl_loss || self.kl.use_kl_in_reward,
-            greedy_baseline: self.adv_estimator.needs_greedy_baseline(),
-            old_logprobs: updates_per_batch > 1 || self.kl.use_kl_in_reward,
+            greedy_baseline: est.greedy_baseline,
+            old_logprobs: updates_per_batch > 1 || self.kl.use_kl_in_reward || est.old_logprobs,
             rollout_logprobs: true,
+            sum_pi_squared: est.sum_pi_squared,
+        }
+    }
+
+    /// The estimator's hyper-parameters from this config.
+    pub fn advantage_params(&self) -> AdvantageParams {
+        AdvantageParams {
+            gamma: self.gamma,
+            lam: self.lam,
+            grpo: self.grpo,
+            extra: self.estimator.clone(),
         }
     }
 }
@@ -190,6 +199,7 @@ impl Default for AlgorithmConfig {
         AlgorithmConfig {
             preset: "grpo".into(),
             adv_estimator: AdvantageEstimator::Grpo,
+            estimator: EstimatorConfig::default(),
             gamma: 1.0,
             lam: 1.0,
             grpo: GrpoConfig::default(),
@@ -215,7 +225,7 @@ impl Default for AlgorithmConfig {
 }
 
 /// Names of the presets.
-pub const PRESETS: [&str; 20] = [
+pub const PRESETS: [&str; 22] = [
     "grpo",
     "dr_grpo",
     "dapo",
@@ -236,6 +246,8 @@ pub const PRESETS: [&str; 20] = [
     "grpo_tis",
     "grpo_icepop",
     "grpo_bypass",
+    "gdpo",
+    "opo",
 ];
 
 impl AlgorithmConfig {
@@ -250,6 +262,11 @@ impl AlgorithmConfig {
     ///   k2 KL loss (β 0.001).
     /// - `remax`: greedy baseline, `token-mean`, k1 KL in the reward (β 0.001).
     /// - `ppo`: GAE (γ 1, λ 1) with a critic (value clip 0.5), clip 0.2, `token-mean`.
+    /// - `gdpo`: GRPO's loss with GDPO advantages (each part of a `weighted_sum` verifier
+    ///   normalised in its group on its own, then summed with its weight and whitened).
+    /// - `opo`: GRPO's loss with OPO's length-weighted baseline, no KL (as its paper).
+    /// - the policy-loss and rollout-correction presets: [`Self::loss_preset`],
+    ///   [`Self::correction_preset`].
     pub fn preset(name: &str) -> Result<Self> {
         let base = AlgorithmConfig {
             preset: name.to_string(),
@@ -315,6 +332,15 @@ impl AlgorithmConfig {
                 loss_agg_mode: LossAggMode::TokenMean,
                 kl: no_kl,
                 critic: Some(CriticConfig::default()),
+                ..base
+            },
+            "gdpo" => AlgorithmConfig {
+                adv_estimator: AdvantageEstimator::Gdpo,
+                ..base
+            },
+            "opo" => AlgorithmConfig {
+                adv_estimator: AdvantageEstimator::Opo,
+                kl: no_kl,
                 ..base
             },
             "gspo" | "cispo" | "sapo" | "gpg" | "gmpo" | "clip_cov" | "kl_cov" | "dppo_tv"
@@ -412,8 +438,24 @@ impl AlgorithmConfig {
         if self.grpo.eps < 0.0 {
             return Err(TrainError::Input("grpo.eps must be >= 0".into()));
         }
-        if self.adv_estimator == AdvantageEstimator::Gae && self.critic.is_none() {
-            return Err(TrainError::Input("the gae estimator needs a critic".into()));
+        if self.adv_estimator.needs().critic && self.critic.is_none() {
+            return Err(TrainError::Input(format!(
+                "the {} estimator needs a critic (set [algorithm.critic])",
+                self.adv_estimator.name()
+            )));
+        }
+        if let Some(w) = &self.estimator.gdpo_reward_weights {
+            let keys = self
+                .estimator
+                .gdpo_reward_keys
+                .as_ref()
+                .map_or(w.len(), Vec::len);
+            if keys != w.len() {
+                return Err(TrainError::Input(format!(
+                    "estimator.gdpo_reward_weights has {} weights for {keys} reward keys",
+                    w.len()
+                )));
+            }
         }
         if let Some(c) = self.loss_scale_factor {
             if c.is_nan() || c <= 0.0 {

@@ -31,3 +31,20 @@ pub fn entropy_loss(logits: &Tensor, mask: &Tensor, norm: &Normaliser) -> Result
     let h = entropy_from_logits(logits)?;
     agg_loss(&h, mask, norm)
 }
+
+/// `Σ_v π_v²` over the last axis of `logits` (…, V) → (…): the collision probability of the
+/// token distribution, verl's `calculate_sum_pi_squared` (read by the optimal token
+/// baselines). No gradient is meant to flow through it.
+pub fn sum_pi_squared_from_logits(logits: &Tensor) -> Result<Tensor> {
+    if logits.rank() < 1 || logits.dim(D::Minus1)? == 0 {
+        return Err(TrainError::Shape(format!(
+            "logits: expected (..., V) with V > 0, got {:?}",
+            logits.dims()
+        )));
+    }
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let e = logits.detach().broadcast_sub(&max)?.exp()?;
+    let z = e.sum_keepdim(D::Minus1)?;
+    let p = e.broadcast_div(&z)?;
+    Ok(p.sqr()?.sum(D::Minus1)?)
+}

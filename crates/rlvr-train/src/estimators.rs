@@ -1,18 +1,24 @@
-//! Advantage estimators added in verl 1dda039 (losses.md § "Advantage estimators"), by their
-//! `algorithm.adv_estimator` names: `gdpo`, `opo`, `gpg`, `grpo_passk`, `rloo_vectorized`,
-//! `grpo_vectorized`, `optimal_token_baseline`, `tir_optimal_token_baseline`. The outcome
-//! reward R of a sequence is `Σ_t token_level_rewards` (it sits on the last valid token).
+//! The registry of advantage estimators, [`ESTIMATORS`]: one row per `algorithm.adv_estimator`
+//! name with its function, what it needs ([`EstimatorNeeds`]) and one line of description.
+//! The config, the presets, `rlvr selftest` and `rlvr algorithms` read this table.
 //!
-//! Like [`crate::advantages`], they carry no gradient and run on the host in f64; each
-//! returns `(advantages, returns)` in the rewards' dtype. Look one up with
-//! [`estimator_fn`] (unknown names are a typed error listing [`EXTRA_ESTIMATORS`]).
+//! The seven classic estimators are in [`crate::advantages`]; this module holds the ones added
+//! in verl 1dda039 (losses.md § "Advantage estimators"): `gdpo`, `opo`, `gpg`, `grpo_passk`,
+//! `rloo_vectorized`, `grpo_vectorized`, `optimal_token_baseline`,
+//! `tir_optimal_token_baseline`. The outcome reward R of a sequence is `Σ_t
+//! token_level_rewards` (it sits on the last valid token). All carry no gradient and run on
+//! the host in f64; each returns `(advantages, returns)` in the rewards' dtype. Look one up
+//! with [`estimator_fn`] (unknown names are a typed error listing the registry).
 
 use std::collections::BTreeMap;
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::advantages::{groups_of, grpo_scores, GrpoConfig};
+use crate::advantages::{
+    gae, groups_of, grpo, grpo_scores, reinforce_plus_plus, reinforce_plus_plus_baseline, remax,
+    rloo, AdvantageEstimator, AdvantageParams, GrpoConfig,
+};
 use crate::error::{Result, TrainError};
 use crate::host::{masked_whiten, same_shape, Mat};
 
@@ -48,15 +54,20 @@ impl Default for EstimatorConfig {
     }
 }
 
-/// What the extra estimators read.
+/// What an estimator reads: rewards and mask always; the rest when its
+/// [`EstimatorNeeds`] say so.
 #[derive(Clone, Copy, Debug)]
 pub struct EstimatorInputs<'a> {
     /// (B, T) token rewards (outcome on the last valid token).
     pub token_level_rewards: &'a Tensor,
     /// (B, T) response mask.
     pub response_mask: &'a Tensor,
-    /// Prompt id per sequence.
+    /// Prompt id per sequence (group estimators).
     pub index: &'a [String],
+    /// (B, T) critic values (`gae`).
+    pub values: Option<&'a Tensor>,
+    /// (B,) rewards of the greedy completions (`remax`).
+    pub reward_baselines: Option<&'a Tensor>,
     /// `gdpo`: per-sequence value of each reward component.
     pub reward_components: Option<&'a BTreeMap<String, Vec<f64>>>,
     /// Optimal token baseline: (B, T) logπ_old.
@@ -78,6 +89,8 @@ impl<'a> EstimatorInputs<'a> {
             token_level_rewards,
             response_mask,
             index,
+            values: None,
+            reward_baselines: None,
             reward_components: None,
             old_log_prob: None,
             sum_pi_squared: None,
@@ -86,59 +99,237 @@ impl<'a> EstimatorInputs<'a> {
     }
 }
 
-/// A registered estimator: `(advantages, returns)`.
-pub type EstimatorFn = fn(&EstimatorInputs, &EstimatorConfig) -> Result<(Tensor, Tensor)>;
+/// What an estimator needs computed besides the token rewards and mask: the training loop
+/// asks this (through `AlgorithmConfig::needs`) instead of matching estimator names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EstimatorNeeds {
+    /// Prompt ids (group baselines).
+    pub index: bool,
+    /// A critic's values (`gae`).
+    pub critic: bool,
+    /// One greedy completion's reward per prompt (`remax`).
+    pub greedy_baseline: bool,
+    /// The sampling policy's log-probs, from a separate pass.
+    pub old_logprobs: bool,
+    /// `Σ_v π_v²` per token from that pass (the optimal token baselines).
+    pub sum_pi_squared: bool,
+    /// The reward's components, e.g. the parts of a `weighted_sum` verifier (`gdpo`).
+    pub reward_components: bool,
+}
 
-/// The registry of the extra estimators: name, function, description.
-pub const EXTRA_ESTIMATORS: &[(&str, EstimatorFn, &str)] = &[
-    (
-        "gdpo",
-        gdpo,
-        "GRPO per reward component, weighted sum, batch whitening",
+/// A registered estimator: `(advantages, returns)`.
+pub type EstimatorFn = fn(&EstimatorInputs, &AdvantageParams) -> Result<(Tensor, Tensor)>;
+
+/// One row of [`ESTIMATORS`].
+#[derive(Clone, Copy, Debug)]
+pub struct EstimatorSpec {
+    /// The `algorithm.adv_estimator` name (verl's).
+    pub name: &'static str,
+    /// Its enum value.
+    pub estimator: AdvantageEstimator,
+    /// The function.
+    pub run: EstimatorFn,
+    /// What it reads besides rewards and mask.
+    pub needs: EstimatorNeeds,
+    /// One line for `rlvr algorithms` and the docs.
+    pub about: &'static str,
+}
+
+const GROUP: EstimatorNeeds = EstimatorNeeds {
+    index: true,
+    critic: false,
+    greedy_baseline: false,
+    old_logprobs: false,
+    sum_pi_squared: false,
+    reward_components: false,
+};
+const NOTHING: EstimatorNeeds = EstimatorNeeds {
+    index: false,
+    ..GROUP
+};
+const TOKEN_BASELINE: EstimatorNeeds = EstimatorNeeds {
+    old_logprobs: true,
+    sum_pi_squared: true,
+    ..GROUP
+};
+
+const fn row(
+    name: &'static str,
+    estimator: AdvantageEstimator,
+    run: EstimatorFn,
+    needs: EstimatorNeeds,
+    about: &'static str,
+) -> EstimatorSpec {
+    EstimatorSpec {
+        name,
+        estimator,
+        run,
+        needs,
+        about,
+    }
+}
+
+use AdvantageEstimator as E;
+
+/// The one table of advantage estimators: name, function, needs, description.
+pub const ESTIMATORS: &[EstimatorSpec] = &[
+    row(
+        "grpo",
+        E::Grpo,
+        run_grpo,
+        GROUP,
+        "(R − mean_g) / (std_g + ε)",
     ),
-    ("opo", opo, "length-weighted group-mean baseline"),
-    (
+    row(
+        "grpo_no_std",
+        E::GrpoNoStd,
+        run_grpo_no_std,
+        GROUP,
+        "Dr.GRPO: R − mean_g (alias dr_grpo)",
+    ),
+    row(
+        "rloo",
+        E::Rloo,
+        run_rloo,
+        GROUP,
+        "R − mean of the other samples of the group",
+    ),
+    row(
+        "reinforce_plus_plus",
+        E::ReinforcePlusPlus,
+        run_rpp,
+        NOTHING,
+        "discounted returns, whitened over the batch",
+    ),
+    row(
+        "reinforce_plus_plus_baseline",
+        E::ReinforcePlusPlusBaseline,
+        run_rpp_baseline,
+        GROUP,
+        "R − mean_g, whitened over the batch",
+    ),
+    row(
+        "remax",
+        E::Remax,
+        run_remax,
+        EstimatorNeeds {
+            greedy_baseline: true,
+            ..NOTHING
+        },
+        "returns − the greedy completion's reward",
+    ),
+    row(
+        "gae",
+        E::Gae,
+        run_gae,
+        EstimatorNeeds {
+            critic: true,
+            ..NOTHING
+        },
+        "GAE(γ, λ) with a critic (PPO)",
+    ),
+    row(
+        "gdpo",
+        E::Gdpo,
+        gdpo,
+        EstimatorNeeds {
+            reward_components: true,
+            ..GROUP
+        },
+        "GRPO per reward component (weighted_sum parts), weighted sum, batch whitening",
+    ),
+    row(
+        "opo",
+        E::Opo,
+        opo,
+        GROUP,
+        "length-weighted group-mean baseline",
+    ),
+    row(
         "gpg",
+        E::Gpg,
         gpg,
+        GROUP,
         "group-mean baseline scaled by B / #non-zero rewards",
     ),
-    (
+    row(
         "grpo_passk",
+        E::GrpoPassk,
         grpo_passk,
+        GROUP,
         "only the best sample of a group: r_max − r_second",
     ),
-    (
+    row(
         "rloo_vectorized",
+        E::RlooVectorized,
         rloo_vectorized,
+        GROUP,
         "leave-one-out baseline, 0 for a group of one",
     ),
-    (
+    row(
         "grpo_vectorized",
+        E::GrpoVectorized,
         grpo_vectorized,
+        GROUP,
         "GRPO, std always on (float32 in verl)",
     ),
-    (
+    row(
         "optimal_token_baseline",
+        E::OptimalTokenBaseline,
         optimal_token_baseline,
+        TOKEN_BASELINE,
         "per-position variance-optimal baseline",
     ),
-    (
+    row(
         "tir_optimal_token_baseline",
+        E::TirOptimalTokenBaseline,
         tir_optimal_token_baseline,
+        TOKEN_BASELINE,
         "the same on left-packed tokens",
     ),
 ];
 
-/// The registered estimator `name`, or [`TrainError::UnknownName`].
+/// The registered estimator `name`, or [`TrainError::UnknownName`] listing [`ESTIMATORS`].
 pub fn estimator_fn(name: &str) -> Result<EstimatorFn> {
-    EXTRA_ESTIMATORS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, f, _)| *f)
-        .ok_or_else(|| {
-            let known: Vec<&str> = EXTRA_ESTIMATORS.iter().map(|(n, _, _)| *n).collect();
-            TrainError::unknown("advantage estimator", name, &known)
-        })
+    Ok(name.parse::<AdvantageEstimator>()?.spec().run)
+}
+
+fn run_grpo(i: &EstimatorInputs, p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
+    grpo(i.token_level_rewards, i.response_mask, i.index, &p.grpo)
+}
+
+fn run_grpo_no_std(i: &EstimatorInputs, p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
+    let cfg = GrpoConfig {
+        norm_by_std: false,
+        ..p.grpo
+    };
+    grpo(i.token_level_rewards, i.response_mask, i.index, &cfg)
+}
+
+fn run_rloo(i: &EstimatorInputs, _p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
+    rloo(i.token_level_rewards, i.response_mask, i.index)
+}
+
+fn run_rpp(i: &EstimatorInputs, p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
+    reinforce_plus_plus(i.token_level_rewards, i.response_mask, p.gamma)
+}
+
+fn run_rpp_baseline(i: &EstimatorInputs, _p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
+    reinforce_plus_plus_baseline(i.token_level_rewards, i.response_mask, i.index)
+}
+
+fn run_remax(i: &EstimatorInputs, _p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
+    let b = i
+        .reward_baselines
+        .ok_or_else(|| TrainError::Input("remax needs reward_baselines".into()))?;
+    remax(i.token_level_rewards, b, i.response_mask)
+}
+
+fn run_gae(i: &EstimatorInputs, p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
+    let v = i
+        .values
+        .ok_or_else(|| TrainError::Input("gae needs critic values".into()))?;
+    gae(i.token_level_rewards, v, i.response_mask, p.gamma, p.lam)
 }
 
 fn read(inp: &EstimatorInputs) -> Result<(Vec<f64>, Mat)> {
@@ -179,9 +370,9 @@ fn mean_of(idx: &[usize], x: &[f64]) -> f64 {
 
 /// `gdpo` (Group reward-Decoupled normalisation): per component GRPO (ε 1e-6, std on),
 /// `A = masked_whiten(Σ_k w_k·Â_k)·m`.
-pub fn gdpo(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tensor, Tensor)> {
+pub fn gdpo(inp: &EstimatorInputs, p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
     let (scores, m) = read(inp)?;
-    let comps: Vec<Vec<f64>> = match (&cfg.gdpo_reward_keys, inp.reward_components) {
+    let comps: Vec<Vec<f64>> = match (&p.extra.gdpo_reward_keys, inp.reward_components) {
         (Some(keys), Some(values)) if !keys.is_empty() => {
             keys.iter()
                 .map(|k| {
@@ -198,7 +389,8 @@ pub fn gdpo(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tensor, Ten
         }
         _ => vec![scores],
     };
-    let weights = cfg
+    let weights = p
+        .extra
         .gdpo_reward_weights
         .clone()
         .unwrap_or(vec![1.0; comps.len()]);
@@ -223,7 +415,7 @@ pub fn gdpo(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tensor, Ten
 }
 
 /// `opo` (On-Policy RL with Optimal reward baseline): `b_g = Σ L_i·R_i / Σ L_i`.
-pub fn opo(inp: &EstimatorInputs, _cfg: &EstimatorConfig) -> Result<(Tensor, Tensor)> {
+pub fn opo(inp: &EstimatorInputs, _p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
     let (r, m) = read(inp)?;
     let lens: Vec<f64> = (0..m.b).map(|i| m.row(i).iter().sum()).collect();
     let mut adv = r.clone();
@@ -239,7 +431,7 @@ pub fn opo(inp: &EstimatorInputs, _cfg: &EstimatorConfig) -> Result<(Tensor, Ten
 }
 
 /// `gpg`: `A = α·(R − mean_g)/f_norm`, `α = B / max(#{R ≠ 0}, 1)`.
-pub fn gpg(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tensor, Tensor)> {
+pub fn gpg(inp: &EstimatorInputs, p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
     let (r, m) = read(inp)?;
     let nonzero = r.iter().filter(|&&x| x != 0.0).count().max(1);
     let alpha = r.len() as f64 / nonzero as f64;
@@ -247,7 +439,7 @@ pub fn gpg(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tensor, Tens
     for g in groups_of(inp.index) {
         let mu = if g.len() == 1 { 0.0 } else { mean_of(&g, &r) };
         g.iter()
-            .for_each(|&i| adv[i] = alpha * (r[i] - mu) / cfg.f_norm);
+            .for_each(|&i| adv[i] = alpha * (r[i] - mu) / p.extra.f_norm);
     }
     pair(&broadcast(&adv, &m), inp.token_level_rewards)
 }
@@ -259,7 +451,7 @@ fn std_unbiased(idx: &[usize], x: &[f64]) -> f64 {
 
 /// `grpo_passk`: in each group only the best sample gets `r_max − r_second`
 /// (÷ (std_g + 1e-6) with `norm_adv_by_std_in_grpo`); a group of one is an error.
-pub fn grpo_passk(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tensor, Tensor)> {
+pub fn grpo_passk(inp: &EstimatorInputs, p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
     let (r, m) = read(inp)?;
     let mut adv = vec![0.0; r.len()];
     for g in groups_of(inp.index) {
@@ -273,7 +465,7 @@ pub fn grpo_passk(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tenso
         let mut order = g.clone();
         order.sort_by(|&a, &b| r[b].total_cmp(&r[a]).then(a.cmp(&b)));
         let mut a = r[order[0]] - r[order[1]];
-        if cfg.norm_adv_by_std_in_grpo {
+        if p.extra.norm_adv_by_std_in_grpo {
             a /= std_unbiased(&g, &r) + 1e-6;
         }
         adv[order[0]] = a;
@@ -282,7 +474,7 @@ pub fn grpo_passk(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tenso
 }
 
 /// `rloo_vectorized`: `A = (G·R − Σ_g R)/(G − 1)`, 0 for a group of one.
-pub fn rloo_vectorized(inp: &EstimatorInputs, _cfg: &EstimatorConfig) -> Result<(Tensor, Tensor)> {
+pub fn rloo_vectorized(inp: &EstimatorInputs, _p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
     let (r, m) = read(inp)?;
     let mut adv = vec![0.0; r.len()];
     for g in groups_of(inp.index).into_iter().filter(|g| g.len() > 1) {
@@ -296,10 +488,10 @@ pub fn rloo_vectorized(inp: &EstimatorInputs, _cfg: &EstimatorConfig) -> Result<
 
 /// `grpo_vectorized`: GRPO (ε 1e-6) with `norm_adv_by_std_in_grpo`; verl computes the group
 /// statistics in float32 (compare at 1e-6).
-pub fn grpo_vectorized(inp: &EstimatorInputs, cfg: &EstimatorConfig) -> Result<(Tensor, Tensor)> {
+pub fn grpo_vectorized(inp: &EstimatorInputs, p: &AdvantageParams) -> Result<(Tensor, Tensor)> {
     let (r, m) = read(inp)?;
     let gc = GrpoConfig {
-        norm_by_std: cfg.norm_adv_by_std_in_grpo,
+        norm_by_std: p.extra.norm_adv_by_std_in_grpo,
         ..GrpoConfig::default()
     };
     pair(
@@ -422,15 +614,15 @@ fn otb(inp: &EstimatorInputs, cfg: &EstimatorConfig, packed: bool) -> Result<(Te
 /// `sum_pi_squared`; IS weights optional).
 pub fn optimal_token_baseline(
     inp: &EstimatorInputs,
-    cfg: &EstimatorConfig,
+    p: &AdvantageParams,
 ) -> Result<(Tensor, Tensor)> {
-    otb(inp, cfg, false)
+    otb(inp, &p.extra, false)
 }
 
 /// `tir_optimal_token_baseline` (multi-turn): the baseline per left-packed valid position.
 pub fn tir_optimal_token_baseline(
     inp: &EstimatorInputs,
-    cfg: &EstimatorConfig,
+    p: &AdvantageParams,
 ) -> Result<(Tensor, Tensor)> {
-    otb(inp, cfg, true)
+    otb(inp, &p.extra, true)
 }

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::Value;
 
-use crate::advantages::{self, GrpoConfig};
+use crate::advantages::{self, AdvantageEstimator, AdvantageParams};
 use crate::agg::LossAggMode;
 use crate::dapo::soft_overlong_penalty;
 use crate::entropy::entropy_from_logits;
 use crate::error::{Result, TrainError};
+use crate::estimators::EstimatorInputs;
 use crate::kl::{kl_penalty, KlEstimator};
 use crate::metrics::pass_at_k;
 use crate::policy::{ppo_clip_loss, ClipConfig};
@@ -282,48 +283,42 @@ fn check_case(rep: &mut GoldenReport, case: &Value, at: &str, dtype: DType) -> R
     for (name, want) in advs {
         let here = format!("{at}.advantages.{name}");
         let want = numbers(want, &here)?;
-        let got = match name.as_str() {
-            "grpo" => advantages::grpo(&rewards, &mask, &index, &GrpoConfig::default())?.0,
-            "grpo_no_std" => {
-                let cfg = GrpoConfig {
-                    norm_by_std: false,
-                    ..GrpoConfig::default()
-                };
-                advantages::grpo(&rewards, &mask, &index, &cfg)?.0
-            }
-            "rloo" => advantages::rloo(&rewards, &mask, &index)?.0,
-            "reinforce_plus_plus" => advantages::reinforce_plus_plus(&rewards, &mask, 1.0)?.0,
-            "reinforce_plus_plus_baseline" => {
-                advantages::reinforce_plus_plus_baseline(&rewards, &mask, &index)?.0
-            }
-            "remax" => advantages::remax(&rewards, &t("remax_baselines")?, &mask)?.0,
+        let (registry_name, pick_returns, (gamma, lam)) = match name.as_str() {
             "gae_returns" => {
                 let key = gae_key.as_deref().ok_or_else(|| {
                     TrainError::Input(format!("golden: {here}: no gae_gamma*_lam* entry"))
                 })?;
-                let (g, l) = parse_gae_key(key).unwrap_or((1.0, 1.0));
-                advantages::gae(&rewards, &t("values")?, &mask, g, l)?.1
+                ("gae", true, parse_gae_key(key).unwrap_or((1.0, 1.0)))
             }
             other => match parse_gae_key(other) {
-                Some((g, l)) => advantages::gae(&rewards, &t("values")?, &mask, g, l)?.0,
-                None => {
-                    return Err(TrainError::unknown(
-                        "golden advantage field",
-                        other,
-                        &[
-                            "grpo",
-                            "grpo_no_std",
-                            "rloo",
-                            "reinforce_plus_plus",
-                            "reinforce_plus_plus_baseline",
-                            "remax",
-                            "gae_gamma<G>_lam<L>",
-                            "gae_returns",
-                        ],
-                    ))
-                }
+                Some(gl) => ("gae", false, gl),
+                None => (other, false, (1.0, 1.0)),
             },
         };
+        let estimator: AdvantageEstimator = registry_name.parse()?;
+        let needs = estimator.needs();
+        let values = if needs.critic {
+            Some(t("values")?)
+        } else {
+            None
+        };
+        let baselines = if needs.greedy_baseline {
+            Some(t("remax_baselines")?)
+        } else {
+            None
+        };
+        let inputs = EstimatorInputs {
+            values: values.as_ref(),
+            reward_baselines: baselines.as_ref(),
+            ..EstimatorInputs::new(&rewards, &mask, &index)
+        };
+        let params = AdvantageParams {
+            gamma,
+            lam,
+            ..AdvantageParams::default()
+        };
+        let (adv, ret) = advantages::compute_advantages(estimator, &inputs, &params)?;
+        let got = if pick_returns { ret } else { adv };
         rep.record(
             &format!("advantages.{name}"),
             &here,

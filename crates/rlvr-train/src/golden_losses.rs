@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::Value;
 
+use crate::advantages::AdvantageParams;
 use crate::agg::LossAggMode;
 use crate::error::{Result, TrainError};
 use crate::estimators::{estimator_fn, EstimatorConfig, EstimatorInputs};
@@ -481,7 +482,11 @@ fn estimators(rep: &mut LossesReport, c: &Case) -> Result<()> {
         } else {
             TolClass::Exact
         };
-        let result = estimator_fn(name)?(&inp, &cfg);
+        let params = AdvantageParams {
+            extra: cfg,
+            ..AdvantageParams::default()
+        };
+        let result = estimator_fn(name)?(&inp, &params);
         let fname = format!("advantages.{name}");
         match (e.get("error"), result) {
             (Some(err), Err(got)) => {

@@ -13,13 +13,15 @@
 //! - [`preference`]: DPO, IPO, KTO, ORPO, SimPO, RRHF;
 //! - [`optim`]: AdamW with global-norm clipping, LR schedules, gradient accumulation;
 //! - [`config`]: the algorithm registry and presets;
+//! - [`catalogue`]: the registries as one JSON document (`rlvr algorithms`);
 //! - [`golden`]: recomputation of a verl golden file (`rlvr selftest algorithms`);
 //! - [`losses`]: verl 1dda039's policy losses behind one registry, [`losses::POLICY_LOSSES`]
 //!   (`actor.policy_loss.loss_mode`): `vanilla`, `dppo_tv`, `dppo_kl`, `gspo`, `geo_mean`
 //!   (GMPO), `cispo`, `sapo`, `gpg`, `dro`, `clip_cov`, `kl_cov`, `bypass_mode`; configured by
 //!   [`losses::ActorLossConfig`] (verl's `ActorConfig` names and defaults);
-//! - [`estimators`]: the extra advantage estimators, registry [`estimators::EXTRA_ESTIMATORS`]:
-//!   `gdpo`, `opo`, `gpg`, `grpo_passk`, `rloo_vectorized`, `grpo_vectorized`,
+//! - [`estimators`]: the one table of advantage estimators, [`estimators::ESTIMATORS`] (name,
+//!   function, needs, description): the seven of [`advantages`] and verl 1dda039's `gdpo`,
+//!   `opo`, `gpg`, `grpo_passk`, `rloo_vectorized`, `grpo_vectorized`,
 //!   `optimal_token_baseline`, `tir_optimal_token_baseline`;
 //! - [`rollout_correction`]: token/sequence TIS, IcePop, rejection sampling (k1/k2/k3, token
 //!   and sequence level), batch normalisation, verl's presets and mismatch metrics;
@@ -45,6 +47,7 @@
 
 pub mod advantages;
 pub mod agg;
+pub mod catalogue;
 pub mod config;
 pub mod dapo;
 pub mod entropy;
@@ -63,10 +66,11 @@ pub mod rollout_correction;
 pub mod value;
 
 pub use advantages::{
-    compute_advantages, AdvantageEstimator, AdvantageInputs, AdvantageParams, GrpoConfig, StdKind,
+    compute_advantages, AdvantageEstimator, AdvantageParams, GrpoConfig, StdKind,
 };
 pub use agg::{agg_loss, agg_loss_local, LossAggMode, Normaliser};
 pub use config::{AlgorithmConfig, Needs, PRESETS};
 pub use error::{Result, TrainError};
+pub use estimators::{EstimatorConfig, EstimatorInputs, EstimatorNeeds, ESTIMATORS};
 pub use kl::KlEstimator;
 pub use policy::{ppo_clip_loss, ClipConfig, PolicyLoss};

@@ -4,9 +4,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rlvr_train::advantages::{
     compute_advantages, gae, grpo, grpo_scores, reinforce_plus_plus, remax, rloo, rloo_scores,
-    AdvantageEstimator, AdvantageInputs, AdvantageParams, GrpoConfig, StdKind,
+    AdvantageEstimator, AdvantageParams, GrpoConfig, StdKind,
 };
 use rlvr_train::entropy::{entropy_from_logits, entropy_loss};
+use rlvr_train::estimators::{EstimatorInputs, ESTIMATORS};
 use rlvr_train::kl::{apply_kl_penalty, kl_penalty, KlEstimator};
 use rlvr_train::policy::{ppo_clip_loss, ClipConfig};
 use rlvr_train::value::value_loss;
@@ -100,12 +101,21 @@ fn scans_by_hand() {
 
 #[test]
 fn estimator_registry_and_errors() {
-    for (name, e) in AdvantageEstimator::ALL {
-        assert_eq!(name.parse::<AdvantageEstimator>().unwrap(), e);
-        assert_eq!(e.name(), name);
+    assert_eq!(ESTIMATORS.len(), 15);
+    for spec in ESTIMATORS {
+        let e = spec.estimator;
+        assert_eq!(spec.name.parse::<AdvantageEstimator>().unwrap(), e);
+        assert_eq!(e.name(), spec.name);
+        assert_eq!(e.needs(), spec.needs);
         let json = serde_json::to_string(&e).unwrap();
-        assert_eq!(json, format!("\"{name}\""));
+        assert_eq!(json, format!("\"{}\"", spec.name));
+        let back: AdvantageEstimator = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+        // one row per estimator
+        assert_eq!(ESTIMATORS.iter().filter(|s| s.estimator == e).count(), 1);
     }
+    let err = serde_json::from_str::<AdvantageEstimator>("\"gpro\"").unwrap_err();
+    assert!(err.to_string().contains("optimal_token_baseline"), "{err}");
     assert_eq!(
         "dr_grpo".parse::<AdvantageEstimator>().unwrap(),
         AdvantageEstimator::GrpoNoStd
@@ -117,13 +127,7 @@ fn estimator_registry_and_errors() {
     let r = m2(&[&[0.0, 1.0], &[1.0, 0.0]]);
     let m = m2(&[&[1.0, 1.0], &[1.0, 1.0]]);
     // missing inputs, mismatched shapes, empty batches: errors
-    let inputs = AdvantageInputs::<&str> {
-        token_level_rewards: &r,
-        mask: &m,
-        index: None,
-        values: None,
-        reward_baselines: None,
-    };
+    let inputs = EstimatorInputs::new(&r, &m, &[]);
     let p = AdvantageParams::default();
     for e in [
         AdvantageEstimator::Grpo,
@@ -134,8 +138,9 @@ fn estimator_registry_and_errors() {
         assert!(compute_advantages(e, &inputs, &p).is_err(), "{e:?}");
     }
     assert!(compute_advantages(AdvantageEstimator::ReinforcePlusPlus, &inputs, &p).is_ok());
-    let with_index = AdvantageInputs {
-        index: Some(&["x", "x"][..]),
+    let ids = ["x".to_string(), "x".to_string()];
+    let with_index = EstimatorInputs {
+        index: &ids,
         ..inputs
     };
     let (a, _) = compute_advantages(AdvantageEstimator::GrpoNoStd, &with_index, &p).unwrap();
@@ -301,4 +306,25 @@ fn value_kl_entropy() {
     assert!(
         entropy_from_logits(&Tensor::zeros((2, 0), DType::F64, &Device::Cpu).unwrap()).is_err()
     );
+}
+
+#[test]
+fn sum_pi_squared_is_the_collision_probability() {
+    use rlvr_train::entropy::sum_pi_squared_from_logits;
+    // uniform over 4 → 1/4; probabilities (0.5, 0.25, 0.25) → 0.375; a peaked row → ~1
+    let l = Tensor::new(
+        &[
+            [0.0f64, 0.0, 0.0, 0.0],
+            [2f64.ln(), 0.0, 0.0, f64::NEG_INFINITY],
+            [50.0, 0.0, 0.0, 0.0],
+        ],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let s: Vec<f64> = sum_pi_squared_from_logits(&l).unwrap().to_vec1().unwrap();
+    assert!((s[0] - 0.25).abs() < 1e-12, "{s:?}");
+    assert!((s[1] - 0.375).abs() < 1e-12, "{s:?}");
+    assert!((s[2] - 1.0).abs() < 1e-12, "{s:?}");
+    let empty = Tensor::zeros((2, 0), DType::F64, &Device::Cpu).unwrap();
+    assert!(sum_pi_squared_from_logits(&empty).is_err());
 }

@@ -1,7 +1,8 @@
 //! The policy-loss and estimator registries, their configs and the rollout-correction presets.
 
 use candle_core::{DType, Device, Tensor, Var};
-use rlvr_train::estimators::{estimator_fn, EstimatorConfig, EstimatorInputs, EXTRA_ESTIMATORS};
+use rlvr_train::advantages::AdvantageParams;
+use rlvr_train::estimators::{estimator_fn, EstimatorInputs, ESTIMATORS};
 use rlvr_train::losses::{policy_loss_fn, ActorLossConfig, PolicyLossInputs, POLICY_LOSSES};
 use rlvr_train::rollout_correction::{
     compute_rollout_correction, BypassLossType, IsLevel, RolloutCorrectionConfig, Threshold,
@@ -30,7 +31,7 @@ fn unknown_names_list_the_known_ones() {
         Err(TrainError::UnknownName { .. })
     ));
     assert!(RolloutCorrectionConfig::preset("decoupled_nope").is_err());
-    assert_eq!(EXTRA_ESTIMATORS.len(), 8);
+    assert_eq!(ESTIMATORS.len(), 15);
 }
 
 #[test]
@@ -132,6 +133,6 @@ fn grpo_passk_refuses_a_group_of_one() {
     let r = t(&[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]], DType::F64);
     let index = vec!["a".to_string(), "b".to_string()];
     let inp = EstimatorInputs::new(&r, &r, &index);
-    let err = estimator_fn("grpo_passk").unwrap()(&inp, &EstimatorConfig::default()).unwrap_err();
+    let err = estimator_fn("grpo_passk").unwrap()(&inp, &AdvantageParams::default()).unwrap_err();
     assert!(err.to_string().contains("at least 2 samples per group"));
 }
