@@ -265,8 +265,8 @@ impl AlgorithmConfig {
     /// - `gdpo`: GRPO's loss with GDPO advantages (each part of a `weighted_sum` verifier
     ///   normalised in its group on its own, then summed with its weight and whitened).
     /// - `opo`: GRPO's loss with OPO's length-weighted baseline, no KL (as its paper).
-    /// - the policy-loss and rollout-correction presets: [`Self::loss_preset`],
-    ///   [`Self::correction_preset`].
+    /// - the policy-loss presets (`gspo`, `cispo`, `sapo`, `gpg`, `gmpo`, `clip_cov`, `kl_cov`,
+    ///   `dppo_tv`, `dppo_kl`) and rollout-correction presets (`grpo_tis`, `grpo_icepop`, `grpo_bypass`).
     pub fn preset(name: &str) -> Result<Self> {
         let base = AlgorithmConfig {
             preset: name.to_string(),
