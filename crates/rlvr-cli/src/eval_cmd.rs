@@ -97,9 +97,9 @@ pub struct EvalArgs {
     /// Compute dtype: f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     dtype: String,
-    /// Run on CUDA device 0 (needs a build with `--features cuda`).
-    #[arg(long)]
-    cuda: bool,
+    /// Compute device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: rlvr_model::DeviceSpec,
     /// Run directory (default runs/<YYYYmmdd-HHMMSS>-eval-<dataset>/); one that holds an
     /// evaluation with the same sampling settings is continued.
     #[arg(long, conflicts_with = "resume")]
@@ -198,7 +198,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else {
         let dtype = rlvr_model::parse_dtype(&cfg.dtype)
             .with_context(|| format!("--dtype {}: expected f32, bf16 or f16", cfg.dtype))?;
-        let device = rlvr_model::device(args.cuda)?;
+        let device = args.device.open()?;
         let md = ModelDir::load(cfg.model.as_ref(), &device, Some(dtype))
             .with_context(|| format!("loading model {}", cfg.model))?;
         let backend = EngineBackend::new(&md);

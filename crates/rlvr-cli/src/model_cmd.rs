@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use rlvr_model::{Batch, Mode, ModelDir};
 use serde_json::{json, Value};
 
-/// `--model`, `--dtype`, `--cuda`: shared by every command that loads a model.
+/// `--model`, `--dtype`, `--device`: shared by every command that loads a model.
 #[derive(Args, Clone)]
 pub struct ModelArgs {
     /// Hugging Face model directory (config.json, safetensors, tokenizer.json).
@@ -18,9 +18,9 @@ pub struct ModelArgs {
     /// Compute dtype: f32, bf16 or f16 (weights are converted on load).
     #[arg(long, default_value = "f32")]
     dtype: String,
-    /// Run on CUDA device 0 (needs a build with `--features cuda`).
-    #[arg(long)]
-    cuda: bool,
+    /// Compute device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: rlvr_model::DeviceSpec,
 }
 
 impl ModelArgs {
@@ -32,7 +32,7 @@ impl ModelArgs {
     pub fn load(&self) -> Result<ModelDir> {
         let dtype = rlvr_model::parse_dtype(&self.dtype)
             .with_context(|| format!("--dtype {}: expected f32, bf16 or f16", self.dtype))?;
-        let device = rlvr_model::device(self.cuda)?;
+        let device = self.device.open()?;
         let dir = self.dir();
         let start = std::time::Instant::now();
         let m = ModelDir::load(&dir, &device, Some(dtype))

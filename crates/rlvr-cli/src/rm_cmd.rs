@@ -98,6 +98,9 @@ pub struct TrainArgs {
     /// --set aggregation=min` (fields of the training config and the model settings).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    /// Compute device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: rlvr_model::DeviceSpec,
 }
 
 pub fn run(cmd: RmCommand) -> Result<()> {
@@ -115,6 +118,7 @@ pub fn run(cmd: RmCommand) -> Result<()> {
                 out: a.out,
                 sets: a.sets,
                 label_verifier: a.label_verifier,
+                device: a.device,
             };
             let s = job.run(|_| {}).context("rm train")?;
             if s.head_initialised {

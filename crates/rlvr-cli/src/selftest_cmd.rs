@@ -41,6 +41,26 @@ pub enum SelftestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The model core on a device against the CPU and PyTorch, on the fixtures: log-probs and
+    /// logits (f32 ≤ 1e-4, bf16 ≤ 1e-2), GRPO and PPO gradients (every parameter non-zero),
+    /// one AdamW step, greedy tokens, and one op of every candle kernel module. With
+    /// `--device cpu` the CPU runs the composed ops that CUDA runs (rlvr's fused CPU kernels
+    /// off) against the fused path. Exits non-zero when a check fails.
+    Device {
+        /// The device under test: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: rlvr_model::DeviceSpec,
+        /// Fixture directories with `reference.json` (default: every `tiny-*` in
+        /// `$RLVR_SHARED/fixtures`, else `../shared/fixtures`).
+        #[arg(long)]
+        fixture: Vec<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Scale one weight matrix of the device's model by 1 + X (shows the checks fail).
+        #[arg(long, default_value_t = 0.0, hide = true)]
+        perturb: f64,
+    },
     /// Recompute every entry of a losses golden file (policy losses with gradients, token
     /// losses and metrics; extra advantage estimators; rollout-correction weights, masks,
     /// metrics and bypass losses) and print the worst error per field; NaN entries must come
@@ -79,6 +99,12 @@ pub fn run(cmd: SelftestCommand) -> Result<()> {
             dtype,
             json,
         ),
+        SelftestCommand::Device {
+            device,
+            fixture,
+            json,
+            perturb,
+        } => device_check(device, fixture, json, perturb),
         SelftestCommand::Losses {
             golden,
             dtype,
@@ -89,6 +115,78 @@ pub fn run(cmd: SelftestCommand) -> Result<()> {
             json,
         ),
     }
+}
+
+fn device_check(
+    device: rlvr_model::DeviceSpec,
+    fixtures: Vec<PathBuf>,
+    as_json: bool,
+    perturb: f64,
+) -> Result<()> {
+    device.open()?; // a device that cannot open is the first thing to say
+    let fixtures = if fixtures.is_empty() {
+        default_fixtures()?
+    } else {
+        fixtures
+    };
+    let check = rlvr_loop::device_check::DeviceCheck {
+        device,
+        fixtures,
+        perturb,
+    };
+    let started = std::time::Instant::now();
+    let rep = rlvr_loop::device_check::run_device_check(&check)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        println!(
+            "device: {}\ncandidate: {}\nreference: {}\n",
+            rep.device, rep.candidate, rep.reference
+        );
+        println!(
+            "{:<28} {:<32} {:>11} {:>9}",
+            "fixture", "check", "error", "tol"
+        );
+        for r in &rep.rows {
+            let mark = if r.ok { "ok" } else { "FAIL" };
+            println!(
+                "{:<28} {:<32} {:>11.3e} {:>9.0e}  {mark}",
+                r.fixture, r.check, r.error, r.tolerance
+            );
+        }
+        println!("({:.1} s)", started.elapsed().as_secs_f64());
+    }
+    let failed: Vec<String> = rep
+        .rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{} {}", r.fixture, r.check))
+        .collect();
+    if !failed.is_empty() {
+        bail!("{} check(s) failed: {}", failed.len(), failed.join(", "));
+    }
+    if !as_json {
+        println!("OK: every check within tolerance");
+    }
+    Ok(())
+}
+
+/// Every `tiny-*` fixture directory with a `reference.json`.
+fn default_fixtures() -> Result<Vec<PathBuf>> {
+    let root = std::env::var_os("RLVR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared"))
+        .join("fixtures");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&root)
+        .with_context(|| format!("reading {}", root.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("reference.json").is_file())
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        bail!("{}: no fixture with a reference.json", root.display());
+    }
+    Ok(out)
 }
 
 fn read_golden(path: &PathBuf) -> Result<serde_json::Value> {

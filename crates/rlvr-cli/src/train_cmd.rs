@@ -24,15 +24,23 @@ pub struct TrainArgs {
     /// built-in task's) unless `--set verifier=...` says otherwise.
     #[arg(long)]
     data: Option<String>,
+    /// Compute device: cpu, cuda or cuda:N (sets `model.device`; CUDA needs a build with
+    /// `--features cuda`).
+    #[arg(long)]
+    device: Option<rlvr_model::DeviceSpec>,
     /// Run directory (default `runs/<YYYYmmdd-HHMMSS>-<name>`).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// Continue the run in this directory from its newest checkpoint.
-    #[arg(long, conflicts_with_all = ["config", "sets", "model", "data", "run_dir"])]
+    #[arg(long, conflicts_with_all = ["config", "sets", "model", "data", "run_dir", "device"])]
     resume: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// Print the estimated device memory of this config (weights, gradients, optimiser,
+    /// reference, critic, KV cache, activations) and exit.
+    #[arg(long)]
+    print_memory: bool,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
@@ -43,6 +51,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             toml_string(&m.display().to_string())
         ));
         sets.push("warmup.enabled=false".into());
+    }
+    if let Some(d) = args.device {
+        sets.push(format!("model.device=\"{d}\""));
     }
     if let Some(d) = &args.data {
         sets.push(format!("data.train={}", toml_string(d)));
@@ -59,6 +70,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         TrainConfig::load(args.config.as_deref(), &sets)?
     };
+    if args.print_memory {
+        print!("{}", rlvr_loop::memory::estimate_for(&config)?.table());
+        return Ok(());
+    }
     let summary = rlvr_loop::train(RunOptions {
         config,
         run_dir: args.run_dir,

@@ -181,3 +181,96 @@ fn selftest_losses_fails_above_tolerance() {
     );
     assert!(stderr.contains("policy_loss.gspo.loss"), "{stderr}");
 }
+
+/// `rlvr selftest device --device cpu`: the composed ops CUDA runs, on the CPU, against the
+/// fused path and PyTorch, on every fixture; a perturbed candidate fails; a GPU that cannot
+/// open is an error naming it.
+#[test]
+fn device_selftest_passes_on_the_cpu_and_fails_when_the_candidate_differs() {
+    let Some(fixtures) = require_shared("fixtures") else {
+        return;
+    };
+    let fixture_dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("reference.json").is_file())
+        .collect();
+    assert!(fixture_dirs.len() >= 5, "{fixture_dirs:?}");
+    let run = |extra: &[&str]| {
+        let mut c = rlvr();
+        c.args(["selftest", "device", "--device", "cpu", "--json"]);
+        for d in &fixture_dirs {
+            c.arg("--fixture").arg(d);
+        }
+        c.args(extra).output().unwrap()
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = rep["rows"].as_array().unwrap();
+    for check in [
+        "logprobs_infer_vs_cpu",
+        "logprobs_train_vs_pytorch",
+        "logprobs_bf16_vs_f32_same_weights",
+        "grad_grpo_vs_cpu",
+        "grad_ppo_zero_params",
+    ] {
+        let n = rows.iter().filter(|r| r["check"] == check).count();
+        assert_eq!(n, fixture_dirs.len(), "{check}");
+    }
+    // the bf16-sharded fixture has no logits, greedy or train-step reference
+    for check in [
+        "logits_vs_pytorch",
+        "greedy_tokens_differing",
+        "adamw_step_vs_pytorch",
+    ] {
+        let n = rows.iter().filter(|r| r["check"] == check).count();
+        assert!(n >= fixture_dirs.len() - 1, "{check}: {n}");
+    }
+    let kernels: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["fixture"] == "kernels")
+        .map(|r| r["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(kernels.len(), 13, "{kernels:?}");
+    // The composed path really differs from the fused one (not a computation compared with
+    // itself): some log-prob differs, within the tolerance.
+    let worst = rows
+        .iter()
+        .filter(|r| r["check"] == "logprobs_train_vs_cpu")
+        .map(|r| r["error"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(worst > 0.0 && worst <= 1e-4, "{worst}");
+
+    // 1% on one weight matrix of the candidate: the comparisons fail.
+    let out = run(&["--perturb", "0.01"]);
+    assert!(!out.status.success());
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<&str> = rep["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ok"] == false)
+        .map(|r| r["check"].as_str().unwrap())
+        .collect();
+    for check in [
+        "logprobs_train_vs_cpu",
+        "logprobs_infer_vs_pytorch",
+        "grad_grpo_vs_cpu",
+    ] {
+        assert!(failed.contains(&check), "{check} did not fail: {failed:?}");
+    }
+
+    let out = rlvr()
+        .args(["selftest", "device", "--device", "cuda:7"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("device `cuda:7`"), "{err}");
+}

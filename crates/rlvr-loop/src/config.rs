@@ -94,8 +94,9 @@ pub struct ModelSection {
     pub builtin: BuiltinModelConfig,
     /// Compute dtype (default `f32`; CPU training needs it).
     pub dtype: String,
-    /// Run on CUDA (needs the `cuda` feature). Default false.
-    pub cuda: bool,
+    /// Compute device: `cpu` (default), `cuda` or `cuda:N` (needs a build with the `cuda`
+    /// feature). The policy, the reference model and the critic all live there.
+    pub device: rlvr_model::DeviceSpec,
 }
 
 impl Default for ModelSection {
@@ -104,7 +105,7 @@ impl Default for ModelSection {
             path: None,
             builtin: BuiltinModelConfig::default(),
             dtype: "f32".into(),
-            cuda: false,
+            device: rlvr_model::DeviceSpec::Cpu,
         }
     }
 }

@@ -41,7 +41,7 @@ pub struct RunOptions {
 }
 
 fn device(cfg: &TrainConfig) -> Result<Device> {
-    Ok(rlvr_model::device(cfg.model.cuda)?)
+    Ok(cfg.model.device.open()?)
 }
 
 /// The held-out examples.

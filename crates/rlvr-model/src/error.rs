@@ -47,6 +47,9 @@ pub enum ModelError {
     /// A chat template failed to compile or to render.
     #[error("chat template ({source_name}): {msg}")]
     Template { source_name: String, msg: String },
+    /// A device that cannot be opened (not compiled in, no such GPU, no driver).
+    #[error("device `{spec}`: {msg}")]
+    Device { spec: String, msg: String },
     /// Bad arguments to a model call (shapes, ids out of the vocabulary, ...).
     #[error("invalid input: {0}")]
     Input(String),

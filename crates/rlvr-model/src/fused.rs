@@ -29,9 +29,32 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&
     contiguous_slice::<f32>(s, l, what)
 }
 
+thread_local! {
+    static COMPOSED_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the fused CPU kernels (these and the fused log-probs) switched off on this
+/// thread, so the CPU computes with the composed ops every other device runs: what
+/// `rlvr selftest device --device cpu` compares with the fused path.
+pub fn with_composed_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            COMPOSED_ONLY.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(COMPOSED_ONLY.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether the fused kernels may run on this thread (see [`with_composed_ops`]).
+pub fn fused_enabled() -> bool {
+    !COMPOSED_ONLY.with(|c| c.get())
+}
+
 /// Whether a tensor can take the fused path.
 pub fn eligible(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
+    fused_enabled() && x.device().is_cpu() && x.dtype() == DType::F32
 }
 
 fn split2(t: Tensor, first: &Shape, second: &Shape) -> candle_core::Result<(Tensor, Tensor)> {

@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod chat;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod fused;
 pub mod generate;
@@ -35,6 +36,7 @@ use candle_core::{DType, Device};
 pub use cache::KvCache;
 pub use chat::{ChatInput, ChatTemplate};
 pub use config::{Family, GenerationConfig, ModelConfig, RopeScaling};
+pub use device::DeviceSpec;
 pub use error::{ModelError, Result};
 pub use logprob::logprobs_of;
 pub use scalar_head::{HeadInit, HeadSource, ScalarHeadModel};
@@ -87,15 +89,6 @@ impl ModelDir {
         ids.sort_unstable();
         ids.dedup();
         ids
-    }
-}
-
-/// The compute device: CUDA device 0 when `cuda` is asked for (needs the `cuda` feature), else CPU.
-pub fn device(cuda: bool) -> Result<Device> {
-    if cuda {
-        Ok(Device::new_cuda(0)?)
-    } else {
-        Ok(Device::Cpu)
     }
 }
 

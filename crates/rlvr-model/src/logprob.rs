@@ -17,7 +17,7 @@ use crate::fused::contiguous_slice;
 pub fn logprobs_of(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let (b, t, v) = logits.dims3()?;
     let logits = logits.to_dtype(DType::F32)?;
-    if logits.device().is_cpu() && targets.dtype() == DType::U32 {
+    if crate::fused::fused_enabled() && logits.device().is_cpu() && targets.dtype() == DType::U32 {
         let flat = logits.reshape((b * t, v))?.contiguous()?;
         let tg = targets.reshape(b * t)?.contiguous()?;
         return Ok(flat.apply_op2(&tg, FusedLogProbs)?.reshape((b, t))?);

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -28,6 +27,8 @@ pub struct TrainJob {
     pub sets: Vec<String>,
     /// Verifier that labels `{prompt, response, ground_truth}` lines (e.g. `math`).
     pub label_verifier: Option<String>,
+    /// Where the model trains (default CPU).
+    pub device: rlvr_model::DeviceSpec,
 }
 
 /// What a job did.
@@ -86,7 +87,8 @@ fn read(path: &Path, label: Option<&str>) -> Result<Vec<Example>> {
 impl TrainJob {
     /// Runs the job; `on_step` sees every step (for a progress display).
     pub fn run(&self, mut on_step: impl FnMut(&crate::train::StepLog)) -> Result<JobSummary> {
-        let mut rm = RewardModel::load(&self.model, &Device::Cpu)?;
+        let device = self.device.open()?;
+        let mut rm = RewardModel::load(&self.model, &device)?;
         let mut cfg = RmTrainConfig::default();
         rm.settings.kind = self.kind;
         for s in &self.sets {
