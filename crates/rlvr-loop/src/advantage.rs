@@ -83,9 +83,22 @@ impl Trainer<'_> {
                 None => Ok(None),
             }
         };
-        let values = f64_rows(&b.values)?;
-        let old = f64_rows(&b.old)?;
-        let sum_pi_squared = f64_rows(&b.sum_pi_squared)?;
+        // only what the estimator reads (the old log-probs of an off-policy run are not)
+        let values = if needs.critic {
+            f64_rows(&b.values)?
+        } else {
+            None
+        };
+        let old = if needs.old_logprobs {
+            f64_rows(&b.old)?
+        } else {
+            None
+        };
+        let sum_pi_squared = if needs.sum_pi_squared {
+            f64_rows(&b.sum_pi_squared)?
+        } else {
+            None
+        };
         let baselines = if needs.greedy_baseline {
             let bl = greedy_baselines(&b.samples)?;
             m.set("reward/greedy_baseline_mean", mean(&bl));
